@@ -1,0 +1,114 @@
+"""vlmcap: caption video clips with any vision-language model served by vLLM, through a plugin.
+
+The seed API (cosmos-curate's "vLLM interface"): :class:`VllmPlugin`, :class:`VllmConfig`,
+:class:`VllmCaptionRequest`, :func:`vllm_model`, :func:`auto_processor`,
+:func:`sampling_params`, :func:`make_model_inputs`, :func:`vllm_caption`; plus the typed
+:func:`caption_results`. Plugin authors import :class:`LLM` from here instead of ``vllm``.
+"""
+
+from vlmcap._captioner import (
+    Engine as Engine,
+    auto_processor as auto_processor,
+    caption_results as caption_results,
+    make_model_inputs as make_model_inputs,
+    sampling_params as sampling_params,
+    vllm_caption as vllm_caption,
+    vllm_model as vllm_model,
+)
+from vlmcap._errors import (
+    ConfigError as ConfigError,
+    EngineStalledError as EngineStalledError,
+    FrameContractError as FrameContractError,
+    MetadataError as MetadataError,
+    ModelNotFoundError as ModelNotFoundError,
+    PluginError as PluginError,
+    PromptError as PromptError,
+    UnknownVariantError as UnknownVariantError,
+    UnsupportedSettingError as UnsupportedSettingError,
+    VlmcapError as VlmcapError,
+)
+from vlmcap._frames import (
+    ByteFrames as ByteFrames,
+    FloatFrames as FloatFrames,
+    Frames as Frames,
+    check_frames as check_frames,
+)
+from vlmcap._model_ids import MODEL_IDS as MODEL_IDS, ModelId as ModelId, register_model_id as register_model_id
+from vlmcap._plugin import (
+    VllmPlugin as VllmPlugin,
+    resolve_model_path as resolve_model_path,
+    using_model_path as using_model_path,
+)
+from vlmcap._prompts import (
+    DEFAULT_STAGE2_PROMPT as DEFAULT_STAGE2_PROMPT,
+    PROMPTS as PROMPTS,
+    get_prompt as get_prompt,
+    get_stage2_prompt as get_stage2_prompt,
+)
+from vlmcap._records import (
+    UNKNOWN_CAPTION as UNKNOWN_CAPTION,
+    CaptionResult as CaptionResult,
+    CaptionStatus as CaptionStatus,
+    TokenCounts as TokenCounts,
+    VideoMetadata as VideoMetadata,
+    VllmCaptionRequest as VllmCaptionRequest,
+    VllmConfig as VllmConfig,
+    VllmSamplingConfig as VllmSamplingConfig,
+)
+from vlmcap._registry import (
+    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+    available_variants as available_variants,
+    get_plugin as get_plugin,
+    register_plugin as register_plugin,
+)
+from vlmcap._resize import smart_resize as smart_resize
+from vlmcap._vllm_compat import LLM as LLM
+
+
+__all__ = [
+    "DEFAULT_STAGE2_PROMPT",
+    "ENTRY_POINT_GROUP",
+    "LLM",
+    "MODEL_IDS",
+    "PROMPTS",
+    "UNKNOWN_CAPTION",
+    "ByteFrames",
+    "CaptionResult",
+    "CaptionStatus",
+    "ConfigError",
+    "Engine",
+    "EngineStalledError",
+    "FloatFrames",
+    "FrameContractError",
+    "Frames",
+    "MetadataError",
+    "ModelId",
+    "ModelNotFoundError",
+    "PluginError",
+    "PromptError",
+    "TokenCounts",
+    "UnknownVariantError",
+    "UnsupportedSettingError",
+    "VideoMetadata",
+    "VlmcapError",
+    "VllmCaptionRequest",
+    "VllmConfig",
+    "VllmPlugin",
+    "VllmSamplingConfig",
+    "auto_processor",
+    "available_variants",
+    "caption_results",
+    "check_frames",
+    "get_plugin",
+    "get_prompt",
+    "get_stage2_prompt",
+    "make_model_inputs",
+    "register_model_id",
+    "register_plugin",
+    "resolve_model_path",
+    "sampling_params",
+    "smart_resize",
+    "using_model_path",
+    "vllm_caption",
+    "vllm_model",
+]

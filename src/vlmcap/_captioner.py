@@ -1,0 +1,320 @@
+"""The seed's public functions, and the thin driver that runs the scheduler on an engine.
+
+``vllm_model``, ``auto_processor``, ``sampling_params``, ``make_model_inputs`` and
+``vllm_caption`` keep cosmos-curate's names and positional signatures; ``caption_results``
+is the typed variant of ``vllm_caption`` (one :class:`CaptionResult` per input).
+"""
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from vlmcap import _scheduler as sched
+from vlmcap._errors import ConfigError, EngineStalledError
+from vlmcap._frames import Frames, check_frames
+from vlmcap._plugin import call_make_llm_input, call_model, call_processor
+from vlmcap._prompts import check_prompt, get_stage2_prompt
+from vlmcap._records import CaptionResult, VideoMetadata, VllmCaptionRequest, VllmConfig
+from vlmcap._registry import get_plugin
+from vlmcap._vllm_compat import (
+    EngineAdapter,
+    Finished,
+    attach_video_metadata,
+    make_sampling_params,
+)
+
+
+log = logging.getLogger("vlmcap")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """**Protocol:** what the driver needs from an engine (``EngineAdapter`` or a test fake)."""
+
+    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:  # noqa: ANN401
+        """Submit a request; raise if it is rejected."""
+
+    def step(self) -> list[Finished]:
+        """Advance; return the requests finished in this step."""
+        ...
+
+    def abort(self, engine_ids: Sequence[str]) -> None:
+        """Drop requests still in flight."""
+
+
+def vllm_model(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.LLM
+    """Build the engine of ``config.model_variant``'s plugin."""
+    return call_model(get_plugin(config.model_variant), config)
+
+
+def auto_processor(config: VllmConfig) -> Any:  # noqa: ANN401 - a transformers processor
+    """Load the processor of ``config.model_variant``'s plugin."""
+    return call_processor(get_plugin(config.model_variant), config)
+
+
+def sampling_params(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.SamplingParams
+    """``SamplingParams`` from ``config.sampling`` and ``config.max_output_tokens``."""
+    return make_sampling_params(config)
+
+
+def make_model_inputs(
+    videos: Sequence[Frames],
+    config: VllmConfig,
+    processor: Any,  # noqa: ANN401
+    prompt: str,
+    *,
+    metadata: Sequence[VideoMetadata | None] | None = None,
+) -> list[dict[str, Any]]:
+    """One vLLM input per video, built by the plugin, with video metadata attached.
+
+    Args:
+        videos: ``(frames, 3, height, width)`` tensors, uint8 in [0, 255] or float in [0, 1].
+        config: selects the plugin.
+        processor: from :func:`auto_processor`.
+        prompt: the caption prompt.
+        metadata: per video; ``None`` (or a ``None`` entry) means uniform frames at
+            ``config.sampling_fps``.
+
+    Raises:
+        FrameContractError: a video breaks the frame contract (named ``videos[i]``).
+        MetadataError: metadata that does not match its video.
+        PromptError: an empty or oversized prompt.
+    """
+    check_prompt(prompt)
+    if metadata is not None and len(metadata) != len(videos):
+        raise ConfigError(f"{len(metadata)=} != {len(videos)=}, must be the same length")
+    plugin = get_plugin(config.model_variant)
+    out = []
+    for i, frames in enumerate(videos):
+        check_frames(frames, f"videos[{i}]")
+        md = metadata[i] if metadata is not None else None
+        if md is None:
+            md = VideoMetadata.uniform(
+                int(frames.shape[0]), config.sampling_fps,
+                width=int(frames.shape[3]), height=int(frames.shape[2]),
+            )
+        md.check_matches(int(frames.shape[0]), f"metadata[{i}]")
+        inputs = call_make_llm_input(
+            plugin, prompt, frames, processor, metadata=md, config=config
+        )
+        out.append(attach_video_metadata(inputs, md))
+    return out
+
+
+def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMetadata | None:
+    """The metadata carried by an input's video, or uniform metadata for bare frames."""
+    mm = inputs.get("multi_modal_data")
+    if not isinstance(mm, Mapping) or "video" not in mm:
+        return None
+    video = mm["video"]
+    if isinstance(video, list) and len(video) == 1:
+        video = video[0]
+    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):  # noqa: PLR2004
+        return VideoMetadata.from_mapping(video[1])
+    shape = getattr(video, "shape", None)
+    if shape is not None and len(shape) == 4:  # noqa: PLR2004
+        return VideoMetadata.uniform(int(shape[0]), fallback_fps)
+    return None
+
+
+def _as_engine(llm: Any) -> Engine:  # noqa: ANN401
+    if isinstance(llm, Engine):
+        return llm
+    return EngineAdapter(llm)
+
+
+def _decode(plugin: Any, fin: Finished) -> sched.Outcome:  # noqa: ANN401
+    try:
+        caption = plugin.decode(fin.output)
+    except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
+        return sched.Outcome(
+            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            error=f"decode failed: {type(exc).__name__}: {exc}",
+        )
+    if not isinstance(caption, str):
+        return sched.Outcome(
+            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            error=f"decode returned {type(caption).__name__}, not str",
+        )
+    if fin.finish_reason in ("abort", "error"):
+        return sched.Outcome(
+            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            error=f"engine finished the request with reason {fin.finish_reason!r}",
+        )
+    return sched.Outcome(
+        fin.engine_id, caption, fin.finish_reason, fin.prompt_tokens, fin.output_tokens
+    )
+
+
+def drive(  # noqa: PLR0913 - the driver's knobs are all needed
+    engine: Engine,
+    state: sched.SchedulerState,
+    *,
+    params: Any,  # noqa: ANN401
+    decode: Callable[[Finished], sched.Outcome],
+    refine: sched.Refine,
+    prepare: Callable[[sched.Job], Mapping[str, Any]],
+    stall_timeout_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    on_result: Callable[[int, CaptionResult], None] | None = None,
+) -> sched.SchedulerState:
+    """Run the scheduler on ``engine`` until every input has a result.
+
+    A request the engine rejects, or whose decode/refine fails, becomes that input's error; an
+    engine whose ``step`` raises, or that finishes nothing for ``stall_timeout_s``, ends the
+    remaining inputs with errors (no hang).
+    """
+    last_progress = clock()
+    reported: set[int] = set()
+
+    def report(s: sched.SchedulerState) -> None:
+        if on_result is None:
+            return
+        for idx, res in s.results.items():
+            if idx not in reported:
+                reported.add(idx)
+                on_result(idx, res)
+
+    while not sched.is_done(state):
+        state, subs = sched.admit(state)
+        rejected = []
+        for sub in subs:
+            try:
+                engine.add(sub.engine_id, prepare(sub.job), params)
+            except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
+                log.warning("request %s rejected: %s", sub.engine_id, exc)
+                rejected.append(
+                    sched.Outcome(sub.engine_id, None, error=f"rejected: {type(exc).__name__}: {exc}")
+                )
+        if rejected:
+            state = sched.settle(state, rejected, refine)
+            last_progress = clock()
+            report(state)
+        if not state.inflight:
+            continue
+        try:
+            finished = engine.step()
+        except Exception as exc:  # noqa: BLE001 - the engine died: end the rest with its cause
+            log.exception("engine step failed")
+            state = sched.abandon(state, f"engine failed: {type(exc).__name__}: {exc}")
+            break
+        outcomes = [decode(f) for f in finished]
+        if outcomes:
+            state = sched.settle(state, outcomes, refine)
+            last_progress = clock()
+            report(state)
+        elif clock() - last_progress > stall_timeout_s:
+            err = EngineStalledError(f"no request finished in {stall_timeout_s:g} s")
+            try:
+                engine.abort(list(state.inflight))
+            except Exception:  # noqa: BLE001
+                log.exception("abort after stall failed")
+            state = sched.abandon(state, f"{type(err).__name__}: {err}")
+    report(state)
+    if state.strays:
+        log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
+    return state
+
+
+def caption_results(  # noqa: PLR0913 - the seed's signature
+    model_inputs: Sequence[Mapping[str, Any]],
+    llm: Any,  # noqa: ANN401
+    processor: Any,  # noqa: ANN401
+    sampling_params: Any,  # noqa: ANN401
+    config: VllmConfig,
+    max_inflight_requests: int = 0,
+    *,
+    inflight_batching: bool = True,
+    stage2_prompts: Sequence[str | None] | None = None,
+    on_result: Callable[[int, CaptionResult], None] | None = None,
+) -> list[CaptionResult]:
+    """Caption ``model_inputs``; one :class:`CaptionResult` per input, in input order.
+
+    Args:
+        model_inputs: from :func:`make_model_inputs`.
+        llm: from :func:`vllm_model` (or any object with ``add``/``step``/``abort``).
+        processor: from :func:`auto_processor`.
+        sampling_params: from :func:`sampling_params`.
+        config: selects the plugin; ``stall_timeout_s``; ``batch_size`` for the static path.
+        max_inflight_requests: most requests in the engine at once (stage 1 and 2 together);
+            0 means unlimited. Ignored on the static path.
+        inflight_batching: ``True``: continuous batching, stage-2 requests start as soon as
+            their stage-1 caption is done. ``False``: batches of ``config.batch_size``, each
+            run to completion before the next.
+        stage2_prompts: per input, a refinement prefix or ``None``. ``None`` for the whole
+            argument means the config's ``stage2_caption`` decides (default prompt for all).
+        on_result: called once per input as its result is final (progress reporting).
+    """
+    if max_inflight_requests < 0:
+        raise ConfigError(f"{max_inflight_requests=} must be >= 0")
+    n = len(model_inputs)
+    if stage2_prompts is None:
+        prefix = get_stage2_prompt(config.stage2_prompt_text) if config.stage2_caption else None
+        stage2_prompts = [prefix] * n
+    if len(stage2_prompts) != n:
+        raise ConfigError(f"{len(stage2_prompts)=} != {len(model_inputs)=}, must be same length")
+    for i, p in enumerate(stage2_prompts):
+        if p is not None:
+            check_prompt(p, f"stage2_prompts[{i}]")
+    plugin = get_plugin(config.model_variant)
+    metadata = [_video_metadata(inp, config.sampling_fps) for inp in model_inputs]
+    requests = [
+        VllmCaptionRequest(request_id=f"vlmcap-{i}", inputs=inp, stage2_prompt=p)
+        for i, (inp, p) in enumerate(zip(model_inputs, stage2_prompts, strict=True))
+    ]
+    if inflight_batching:
+        state = sched.start(requests, max_inflight=max_inflight_requests)
+    else:
+        state = sched.start(requests, max_inflight=config.batch_size, barrier=True)
+
+    def prepare(job: sched.Job) -> Mapping[str, Any]:
+        md = metadata[job.index]
+        return job.request.inputs if md is None else attach_video_metadata(job.request.inputs, md)
+
+    def refine(request: VllmCaptionRequest) -> VllmCaptionRequest:
+        refined: VllmCaptionRequest = plugin.make_refined_llm_request(
+            request, processor, request.stage2_prompt
+        )
+        return refined
+
+    state = drive(
+        _as_engine(llm),
+        state,
+        params=sampling_params,
+        decode=lambda fin: _decode(plugin, fin),
+        refine=refine,
+        prepare=prepare,
+        stall_timeout_s=config.stall_timeout_s,
+        on_result=on_result,
+    )
+    return sched.ordered_results(state)
+
+
+def vllm_caption(  # noqa: PLR0913 - the seed's signature
+    model_inputs: Sequence[Mapping[str, Any]],
+    llm: Any,  # noqa: ANN401
+    processor: Any,  # noqa: ANN401
+    sampling_params: Any,  # noqa: ANN401
+    config: VllmConfig,
+    max_inflight_requests: int,
+    *,
+    inflight_batching: bool,
+    stage2_prompts: Sequence[str | None] | None = None,
+) -> list[str]:
+    """The seed's entry point: one caption string per input, ``"Unknown caption"`` for failures.
+
+    See :func:`caption_results` for the arguments and for the typed results with status,
+    finish reason, token counts and error messages.
+    """
+    results = caption_results(
+        model_inputs,
+        llm,
+        processor,
+        sampling_params,
+        config,
+        max_inflight_requests,
+        inflight_batching=inflight_batching,
+        stage2_prompts=stage2_prompts,
+    )
+    return [r.as_seed_string() for r in results]

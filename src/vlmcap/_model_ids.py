@@ -1,0 +1,31 @@
+"""Pinned Hugging Face ids and revisions, in one table. Importable without vLLM."""
+
+import attrs
+
+
+@attrs.frozen
+class ModelId:
+    """A Hugging Face repository at a pinned revision."""
+
+    repo_id: str
+    revision: str | None
+    precision: str = "bf16"
+
+
+MODEL_IDS: dict[str, ModelId] = {
+    "qwen": ModelId("Qwen/Qwen2.5-VL-7B-Instruct", "cc594898137f460bfe9f0759e9844b3ce807cfb5"),
+    "phi4": ModelId(
+        "microsoft/Phi-4-multimodal-instruct", "33e62acdd07cd7d6635badd529aa0a3467bb9c6a"
+    ),
+    "cosmos_r1": ModelId("nvidia/Cosmos-Reason1-7B", "0caf724f837efea5e25bf6d5818dcdeec0a36604"),
+    "cosmos_r2": ModelId("nvidia/Cosmos-Reason2-8B", "b9806227bdb6f9dce8d0fb9d832718dd8b5efdf5"),
+    "qwen3_vl": ModelId(
+        "Qwen/Qwen3-VL-30B-A3B-Instruct", "4b184fbdab8886057d8d80c09f35bcfc65fe640e"
+    ),
+}
+"""variant -> pinned checkpoint. Third-party plugins may add rows with :func:`register_model_id`."""
+
+
+def register_model_id(variant: str, repo_id: str, revision: str | None = None) -> None:
+    """Add or replace the pinned checkpoint of ``variant``."""
+    MODEL_IDS[variant] = ModelId(repo_id, revision)

