@@ -85,10 +85,10 @@ class VllmQwen7B(VllmPlugin):
 
     @classmethod
     def processor(cls) -> Any:  # noqa: ANN401
-        """The checkpoint's processor (fast image/video processors)."""
+        """The checkpoint's processor."""
         from transformers import AutoProcessor  # noqa: PLC0415
 
-        return AutoProcessor.from_pretrained(cls.model_path(), use_fast=True)
+        return AutoProcessor.from_pretrained(cls.model_path())
 
     @classmethod
     def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:

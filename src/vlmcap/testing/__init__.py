@@ -1,6 +1,7 @@
-"""Tools for testing vlmcap and plugins: tiny checkpoints (more in later releases)."""
+"""Tools for testing vlmcap and plugins: tiny checkpoints and synthetic clips."""
 
+from vlmcap.testing._media import synthetic_clip as synthetic_clip
 from vlmcap.testing._tiny import tiny_checkpoint as tiny_checkpoint, tiny_variants as tiny_variants
 
 
-__all__ = ["tiny_checkpoint", "tiny_variants"]
+__all__ = ["synthetic_clip", "tiny_checkpoint", "tiny_variants"]
