@@ -48,7 +48,9 @@ def _run(engine: FakeEngine, n: int, **kw: Any) -> list[vlmcap.CaptionResult]:
 def test_results_follow_input_order_under_any_completion_order(
     n: int, delays: list[int], max_inflight: int, inflight: bool
 ) -> None:
-    engine = FakeEngine(steps=lambda _id, inp: delays[_index(inp) % 20] if "clip" in inp["prompt"] else 1)
+    engine = FakeEngine(
+        steps=lambda _id, inp: delays[_index(inp) % 20] if "clip" in inp["prompt"] else 1
+    )
     res = _run(engine, n, max_inflight_requests=max_inflight, inflight_batching=inflight)
     assert [r.text for r in res] == [default_text({"prompt": f"clip {i}"}) for i in range(n)]
     limit = max_inflight if inflight else CONFIG.batch_size
@@ -86,9 +88,22 @@ def test_config_stage2_caption_applies_the_default_prompt() -> None:
 def test_a_rejected_request_fails_alone() -> None:
     engine = FakeEngine(reject=lambda _id, inp: _index(inp) == 2)
     res = _run(engine, 5)
-    assert [r.status for r in res] == [CaptionStatus.SUCCESS] * 2 + [CaptionStatus.ERROR] + [CaptionStatus.SUCCESS] * 2
+    assert [r.status for r in res] == [CaptionStatus.SUCCESS] * 2 + [CaptionStatus.ERROR] + [
+        CaptionStatus.SUCCESS
+    ] * 2
     assert "rejected" in (res[2].error or "")
-    assert vlmcap.vllm_caption(_inputs(5), FakeEngine(reject=lambda _i, inp: _index(inp) == 2), None, None, CONFIG, 0, inflight_batching=True)[2] == vlmcap.UNKNOWN_CAPTION
+    assert (
+        vlmcap.vllm_caption(
+            _inputs(5),
+            FakeEngine(reject=lambda _i, inp: _index(inp) == 2),
+            None,
+            None,
+            CONFIG,
+            0,
+            inflight_batching=True,
+        )[2]
+        == vlmcap.UNKNOWN_CAPTION
+    )
 
 
 class _DecodeBomb(EchoPlugin):
@@ -103,7 +118,9 @@ class _DecodeBomb(EchoPlugin):
 
 class _RefineBomb(EchoPlugin):
     @staticmethod
-    def make_refined_llm_request(request: vlmcap.VllmCaptionRequest, processor: Any, refine_prompt: str | None = None) -> vlmcap.VllmCaptionRequest:
+    def make_refined_llm_request(
+        request: vlmcap.VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
+    ) -> vlmcap.VllmCaptionRequest:
         if request.inputs["prompt"] == "clip 0":
             raise RuntimeError("refine bug")
         return EchoPlugin.make_refined_llm_request(request, processor, refine_prompt)
@@ -144,7 +161,11 @@ def test_stray_outputs_are_ignored() -> None:
 
 def test_empty_caption_is_an_error_not_a_success() -> None:
     res = _run(FakeEngine(text=lambda inp: "   " if _index(inp) == 1 else "words"), 3)
-    assert [r.status for r in res] == [CaptionStatus.SUCCESS, CaptionStatus.ERROR, CaptionStatus.SUCCESS]
+    assert [r.status for r in res] == [
+        CaptionStatus.SUCCESS,
+        CaptionStatus.ERROR,
+        CaptionStatus.SUCCESS,
+    ]
     assert "empty caption" in (res[1].error or "")
 
 
@@ -156,7 +177,9 @@ def test_bad_arguments_are_typed_errors() -> None:
     with pytest.raises(vlmcap.PromptError, match="empty prompt"):
         _run(FakeEngine(), 2, stage2_prompts=["x", "  "])
     with pytest.raises(vlmcap.UnknownVariantError, match="known variants: .*qwen"):
-        vlmcap.caption_results(_inputs(1), FakeEngine(), None, None, VllmConfig(model_variant="nope"), 0)
+        vlmcap.caption_results(
+            _inputs(1), FakeEngine(), None, None, VllmConfig(model_variant="nope"), 0
+        )
 
 
 def test_static_path_runs_batches_to_completion() -> None:

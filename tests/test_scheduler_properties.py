@@ -25,7 +25,9 @@ def _refine_factory(broken: frozenset[int]) -> sched.Refine:
 
 
 @given(data=st.data())
-def test_every_input_gets_exactly_one_result_and_at_most_one_refinement(data: st.DataObject) -> None:
+def test_every_input_gets_exactly_one_result_and_at_most_one_refinement(
+    data: st.DataObject,
+) -> None:
     n = data.draw(st.integers(0, 25), label="inputs")
     wants = data.draw(st.lists(st.booleans(), min_size=n, max_size=n), label="stage2")
     max_inflight = data.draw(st.integers(0, 6), label="max_inflight")
@@ -93,11 +95,15 @@ def test_every_input_gets_exactly_one_result_and_at_most_one_refinement(data: st
 
 
 def test_stage2_jobs_go_to_the_front_of_the_queue() -> None:
-    reqs = [VllmCaptionRequest(f"r{i}", {}, stage2_prompt="x" if i == 0 else None) for i in range(4)]
+    reqs = [
+        VllmCaptionRequest(f"r{i}", {}, stage2_prompt="x" if i == 0 else None) for i in range(4)
+    ]
     state = sched.start(reqs, max_inflight=1)
     state, subs = sched.admit(state)
     assert [s.job.index for s in subs] == [0]
-    state = sched.settle(state, [sched.Outcome(subs[0].engine_id, "cap")], _refine_factory(frozenset()))
+    state = sched.settle(
+        state, [sched.Outcome(subs[0].engine_id, "cap")], _refine_factory(frozenset())
+    )
     state, subs = sched.admit(state)
     assert [(s.job.index, s.job.stage) for s in subs] == [(0, 2)]
 
@@ -106,10 +112,18 @@ def test_refined_request_reuses_nothing_but_what_the_plugin_returns() -> None:
     req = VllmCaptionRequest("r0", {"prompt": "p"}, stage2_prompt="refine: ")
     state = sched.start([req])
     state, subs = sched.admit(state)
-    state = sched.settle(state, [sched.Outcome(subs[0].engine_id, "a cat", "stop", 3, 2)], _refine_factory(frozenset()))
+    state = sched.settle(
+        state,
+        [sched.Outcome(subs[0].engine_id, "a cat", "stop", 3, 2)],
+        _refine_factory(frozenset()),
+    )
     state, subs = sched.admit(state)
     assert subs[0].job.request.inputs == {"prompt": "refine: a cat"}
-    state = sched.settle(state, [sched.Outcome(subs[0].engine_id, "a black cat", "length", 5, 4)], _refine_factory(frozenset()))
+    state = sched.settle(
+        state,
+        [sched.Outcome(subs[0].engine_id, "a black cat", "length", 5, 4)],
+        _refine_factory(frozenset()),
+    )
     (res,) = sched.ordered_results(state)
     assert res.text == "a black cat"
     assert res.status is CaptionStatus.TRUNCATED
@@ -120,7 +134,11 @@ def test_refined_request_reuses_nothing_but_what_the_plugin_returns() -> None:
 def test_stray_outcomes_are_counted_not_fatal() -> None:
     state = sched.start([VllmCaptionRequest("r0", {})])
     state, subs = sched.admit(state)
-    state = sched.settle(state, [sched.Outcome("nope", "x"), sched.Outcome(subs[0].engine_id, "ok")], _refine_factory(frozenset()))
+    state = sched.settle(
+        state,
+        [sched.Outcome("nope", "x"), sched.Outcome(subs[0].engine_id, "ok")],
+        _refine_factory(frozenset()),
+    )
     assert state.strays == 1
     assert sched.ordered_results(state)[0].text == "ok"
 
@@ -131,7 +149,9 @@ def test_abandon_ends_queued_and_inflight_with_the_cause() -> None:
     state, _ = sched.admit(state)
     state = sched.abandon(state, "engine died")
     results = sched.ordered_results(state)
-    assert all(r.status is CaptionStatus.ERROR and "engine died" in (r.error or "") for r in results)
+    assert all(
+        r.status is CaptionStatus.ERROR and "engine died" in (r.error or "") for r in results
+    )
 
 
 def test_state_is_immutable() -> None:

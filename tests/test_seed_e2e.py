@@ -93,7 +93,9 @@ def videollama() -> Iterator[type[VllmVideoLLaMA]]:
     unregister_plugin("videollama")
 
 
-def test_seed_plugin_with_bare_frames_runs_on_a_metadata_requiring_vllm(videollama: type[VllmVideoLLaMA]) -> None:
+def test_seed_plugin_with_bare_frames_runs_on_a_metadata_requiring_vllm(
+    videollama: type[VllmVideoLLaMA],
+) -> None:
     """The guide's VideoLLaMA example passes bare frames; vLLM 0.31+ needs metadata for
     Qwen2.5-VL. vlmcap attaches it, stage 1 and stage 2, in-flight and static."""
     config = VllmConfig(model_variant="videollama", model_path=TINY, max_output_tokens=8)
@@ -104,20 +106,31 @@ def test_seed_plugin_with_bare_frames_runs_on_a_metadata_requiring_vllm(videolla
     inputs = vlmcap.make_model_inputs(frames, config, processor, "Describe this video")
     video, md = inputs[0]["multi_modal_data"]["video"]
     assert video is frames[0] and md["total_num_frames"] == 8 and md["fps"] == config.sampling_fps
-    bare = [{**inp, "multi_modal_data": {"video": inp["multi_modal_data"]["video"][0]}} for inp in inputs]
+    bare = [
+        {**inp, "multi_modal_data": {"video": inp["multi_modal_data"]["video"][0]}}
+        for inp in inputs
+    ]
     if vllm_version() >= (0, 31, 0):  # without vlmcap, this vLLM refuses the seed plugin's input
         with pytest.raises(ValueError, match="[Mm]etadata is required"):
             llm.generate([bare[0]], params, use_tqdm=False)
     for model_inputs in (inputs, bare):  # metadata made by make_model_inputs, or none at all
         for inflight in (True, False):
             res = vlmcap.caption_results(
-                model_inputs, llm, processor, params, config, 0,
-                inflight_batching=inflight, stage2_prompts=["Refine: ", "Refine: "],
+                model_inputs,
+                llm,
+                processor,
+                params,
+                config,
+                0,
+                inflight_batching=inflight,
+                stage2_prompts=["Refine: ", "Refine: "],
             )
             assert all(r.ok and r.stages == 2 for r in res), res
 
 
-def test_model_path_is_required_and_every_place_tried_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_model_path_is_required_and_every_place_tried_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VLMCAP_MODEL_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

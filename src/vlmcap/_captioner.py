@@ -32,7 +32,7 @@ log = logging.getLogger("vlmcap")
 class Engine(Protocol):
     """**Protocol:** what the driver needs from an engine (``EngineAdapter`` or a test fake)."""
 
-    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:  # noqa: ANN401
+    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Submit a request; raise if it is rejected."""
 
     def step(self) -> list[Finished]:
@@ -43,17 +43,17 @@ class Engine(Protocol):
         """Drop requests still in flight."""
 
 
-def vllm_model(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.LLM
+def vllm_model(config: VllmConfig) -> Any:
     """Build the engine of ``config.model_variant``'s plugin."""
     return call_model(get_plugin(config.model_variant), config)
 
 
-def auto_processor(config: VllmConfig) -> Any:  # noqa: ANN401 - a transformers processor
+def auto_processor(config: VllmConfig) -> Any:
     """Load the processor of ``config.model_variant``'s plugin."""
     return call_processor(get_plugin(config.model_variant), config)
 
 
-def sampling_params(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.SamplingParams
+def sampling_params(config: VllmConfig) -> Any:
     """``SamplingParams`` from ``config.sampling`` and ``config.max_output_tokens``."""
     return make_sampling_params(config)
 
@@ -61,7 +61,7 @@ def sampling_params(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.SamplingP
 def make_model_inputs(
     videos: Sequence[Frames],
     config: VllmConfig,
-    processor: Any,  # noqa: ANN401
+    processor: Any,
     prompt: str,
     *,
     metadata: Sequence[VideoMetadata | None] | None = None,
@@ -91,13 +91,13 @@ def make_model_inputs(
         md = metadata[i] if metadata is not None else None
         if md is None:
             md = VideoMetadata.uniform(
-                int(frames.shape[0]), config.sampling_fps,
-                width=int(frames.shape[3]), height=int(frames.shape[2]),
+                int(frames.shape[0]),
+                config.sampling_fps,
+                width=int(frames.shape[3]),
+                height=int(frames.shape[2]),
             )
         md.check_matches(int(frames.shape[0]), f"metadata[{i}]")
-        inputs = call_make_llm_input(
-            plugin, prompt, frames, processor, metadata=md, config=config
-        )
+        inputs = call_make_llm_input(plugin, prompt, frames, processor, metadata=md, config=config)
         out.append(attach_video_metadata(inputs, md))
     return out
 
@@ -110,36 +110,48 @@ def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMeta
     video = mm["video"]
     if isinstance(video, list) and len(video) == 1:
         video = video[0]
-    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):  # noqa: PLR2004
+    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):
         return VideoMetadata.from_mapping(video[1])
     shape = getattr(video, "shape", None)
-    if shape is not None and len(shape) == 4:  # noqa: PLR2004
+    if shape is not None and len(shape) == 4:
         return VideoMetadata.uniform(int(shape[0]), fallback_fps)
     return None
 
 
-def _as_engine(llm: Any) -> Engine:  # noqa: ANN401
+def _as_engine(llm: Any) -> Engine:
     if isinstance(llm, Engine):
         return llm
     return EngineAdapter(llm)
 
 
-def _decode(plugin: Any, fin: Finished) -> sched.Outcome:  # noqa: ANN401
+def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
     try:
         caption = plugin.decode(fin.output)
     except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
         return sched.Outcome(
-            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            fin.engine_id,
+            None,
+            fin.finish_reason,
+            fin.prompt_tokens,
+            fin.output_tokens,
             error=f"decode failed: {type(exc).__name__}: {exc}",
         )
     if not isinstance(caption, str):
         return sched.Outcome(
-            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            fin.engine_id,
+            None,
+            fin.finish_reason,
+            fin.prompt_tokens,
+            fin.output_tokens,
             error=f"decode returned {type(caption).__name__}, not str",
         )
     if fin.finish_reason in ("abort", "error"):
         return sched.Outcome(
-            fin.engine_id, None, fin.finish_reason, fin.prompt_tokens, fin.output_tokens,
+            fin.engine_id,
+            None,
+            fin.finish_reason,
+            fin.prompt_tokens,
+            fin.output_tokens,
             error=f"engine finished the request with reason {fin.finish_reason!r}",
         )
     return sched.Outcome(
@@ -147,11 +159,42 @@ def _decode(plugin: Any, fin: Finished) -> sched.Outcome:  # noqa: ANN401
     )
 
 
+def _submit(
+    engine: Engine,
+    subs: Sequence[sched.Submission],
+    params: Any,
+    prepare: Callable[[sched.Job], Mapping[str, Any]],
+) -> list[sched.Outcome]:
+    """Add each submission to the engine; a rejection becomes that request's error outcome."""
+    rejected = []
+    for sub in subs:
+        try:
+            engine.add(sub.engine_id, prepare(sub.job), params)
+        except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
+            log.warning("request %s rejected: %s", sub.engine_id, exc)
+            err = f"rejected: {type(exc).__name__}: {exc}"
+            rejected.append(sched.Outcome(sub.engine_id, None, error=err))
+    return rejected
+
+
+def _report(
+    state: sched.SchedulerState,
+    reported: set[int],
+    on_result: Callable[[int, CaptionResult], None] | None,
+) -> None:
+    if on_result is None:
+        return
+    for idx, res in state.results.items():
+        if idx not in reported:
+            reported.add(idx)
+            on_result(idx, res)
+
+
 def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     engine: Engine,
     state: sched.SchedulerState,
     *,
-    params: Any,  # noqa: ANN401
+    params: Any,
     decode: Callable[[Finished], sched.Outcome],
     refine: sched.Refine,
     prepare: Callable[[sched.Job], Mapping[str, Any]],
@@ -167,51 +210,28 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     """
     last_progress = clock()
     reported: set[int] = set()
-
-    def report(s: sched.SchedulerState) -> None:
-        if on_result is None:
-            return
-        for idx, res in s.results.items():
-            if idx not in reported:
-                reported.add(idx)
-                on_result(idx, res)
-
     while not sched.is_done(state):
         state, subs = sched.admit(state)
-        rejected = []
-        for sub in subs:
+        outcomes = _submit(engine, subs, params, prepare)
+        if state.inflight.keys() - {o.engine_id for o in outcomes}:
             try:
-                engine.add(sub.engine_id, prepare(sub.job), params)
-            except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
-                log.warning("request %s rejected: %s", sub.engine_id, exc)
-                rejected.append(
-                    sched.Outcome(sub.engine_id, None, error=f"rejected: {type(exc).__name__}: {exc}")
-                )
-        if rejected:
-            state = sched.settle(state, rejected, refine)
-            last_progress = clock()
-            report(state)
-        if not state.inflight:
-            continue
-        try:
-            finished = engine.step()
-        except Exception as exc:  # noqa: BLE001 - the engine died: end the rest with its cause
-            log.exception("engine step failed")
-            state = sched.abandon(state, f"engine failed: {type(exc).__name__}: {exc}")
-            break
-        outcomes = [decode(f) for f in finished]
+                outcomes += [decode(f) for f in engine.step()]
+            except Exception as exc:
+                log.exception("engine step failed")
+                state = sched.abandon(state, f"engine failed: {type(exc).__name__}: {exc}")
+                break
         if outcomes:
             state = sched.settle(state, outcomes, refine)
             last_progress = clock()
-            report(state)
         elif clock() - last_progress > stall_timeout_s:
             err = EngineStalledError(f"no request finished in {stall_timeout_s:g} s")
             try:
                 engine.abort(list(state.inflight))
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("abort after stall failed")
             state = sched.abandon(state, f"{type(err).__name__}: {err}")
-    report(state)
+        _report(state, reported, on_result)
+    _report(state, reported, on_result)
     if state.strays:
         log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
     return state
@@ -219,9 +239,9 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
 
 def caption_results(  # noqa: PLR0913 - the seed's signature
     model_inputs: Sequence[Mapping[str, Any]],
-    llm: Any,  # noqa: ANN401
-    processor: Any,  # noqa: ANN401
-    sampling_params: Any,  # noqa: ANN401
+    llm: Any,
+    processor: Any,
+    sampling_params: Any,
     config: VllmConfig,
     max_inflight_requests: int = 0,
     *,
@@ -293,9 +313,9 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
 
 def vllm_caption(  # noqa: PLR0913 - the seed's signature
     model_inputs: Sequence[Mapping[str, Any]],
-    llm: Any,  # noqa: ANN401
-    processor: Any,  # noqa: ANN401
-    sampling_params: Any,  # noqa: ANN401
+    llm: Any,
+    processor: Any,
+    sampling_params: Any,
     config: VllmConfig,
     max_inflight_requests: int,
     *,

@@ -40,17 +40,17 @@ def _describe(value: object) -> str:
 
 
 def _layout_hint(shape: tuple[int, ...]) -> str:
-    if len(shape) == 4 and shape[1] != 3:  # noqa: PLR2004 - rank and channel count
-        if shape[-1] == 3:  # noqa: PLR2004
+    if len(shape) == 4 and shape[1] != 3:
+        if shape[-1] == 3:
             return "looks channels-last (frames, height, width, 3); use frames.permute(0, 3, 1, 2)"
-        if shape[0] == 3:  # noqa: PLR2004
+        if shape[0] == 3:
             return "looks like (3, frames, height, width); use frames.transpose(0, 1)"
-    if len(shape) == 3:  # noqa: PLR2004
+    if len(shape) == 3:
         return "one image? add a frames axis with frames.unsqueeze(0)"
     return ""
 
 
-def check_frames(frames: Any, field: str = "frames") -> Frames:  # noqa: ANN401 - validated here
+def check_frames(frames: Any, field: str = "frames") -> Frames:
     """Validate one video tensor against the frame contract and return it unchanged.
 
     Args:
@@ -63,27 +63,29 @@ def check_frames(frames: Any, field: str = "frames") -> Frames:  # noqa: ANN401 
     if not isinstance(frames, torch.Tensor):
         raise FrameContractError(field, EXPECTED, _describe(frames))
     shape = tuple(frames.shape)
-    if frames.dtype not in (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64):
+    if frames.dtype not in (
+        torch.uint8,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+    ):
         raise FrameContractError(field, EXPECTED, _describe(frames), "unsupported dtype")
     try:
         _is_frames(frames)
     except Exception as exc:  # beartype's violation type varies across versions
-        raise FrameContractError(
-            field, EXPECTED, _describe(frames), _layout_hint(shape)
-        ) from exc
+        raise FrameContractError(field, EXPECTED, _describe(frames), _layout_hint(shape)) from exc
     if 0 in shape:
         raise FrameContractError(field, EXPECTED, _describe(frames), "empty axis")
     if max(shape[2:]) > MAX_SIDE:
-        raise FrameContractError(
-            field, EXPECTED, _describe(frames), f"side over {MAX_SIDE} pixels"
-        )
+        raise FrameContractError(field, EXPECTED, _describe(frames), f"side over {MAX_SIDE} pixels")
     if frames.is_floating_point():
         finite = torch.isfinite(frames)
         if not bool(finite.all()):
             raise FrameContractError(field, EXPECTED, _describe(frames), "contains NaN or inf")
         lo, hi = float(frames.min()), float(frames.max())
         if lo < 0.0 or hi > 1.0:
-            hint = "values look like [0, 255]: divide by 255 or pass uint8" if hi <= 255.0 else ""  # noqa: PLR2004
+            hint = "values look like [0, 255]: divide by 255 or pass uint8" if hi <= 255.0 else ""
             raise FrameContractError(
                 field, EXPECTED, f"{_describe(frames)} with values in [{lo:g}, {hi:g}]", hint
             )

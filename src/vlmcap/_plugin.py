@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from vlmcap._errors import ModelNotFoundError, PluginError, UnknownVariantError
@@ -20,7 +21,10 @@ from vlmcap._model_ids import MODEL_IDS
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
 
 
-_MODEL_PATHS: ContextVar[Mapping[str, Path]] = ContextVar("vlmcap_model_paths", default={})
+_MODEL_PATHS: ContextVar[Mapping[str, Path]] = ContextVar(
+    "vlmcap_model_paths",
+    default=MappingProxyType({}),  # read-only; using_model_path sets a new mapping
+)
 
 
 @contextlib.contextmanager
@@ -51,8 +55,9 @@ def model_id_for(variant: str) -> str:
 def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
     """Find the local checkpoint of ``variant``.
 
-    Order: ``config.model_path``; a path set with :func:`using_model_path`;
-    ``$VLMCAP_MODEL_DIR/<hf id>``; the Hugging Face cache at the pinned revision.
+    Order: ``config.model_path``, else a path set with :func:`using_model_path` (either one,
+    when given, must exist); ``$VLMCAP_MODEL_DIR/<hf id>``; the Hugging Face cache at the
+    pinned revision.
 
     Raises:
         ModelNotFoundError: nothing found; the message names every place tried.
@@ -61,11 +66,13 @@ def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
     explicit = config.model_path if config is not None else None
     if explicit is None:
         explicit = _MODEL_PATHS.get().get(variant)
-    if explicit is not None:
+    entry = MODEL_IDS.get(variant)
+    if explicit is not None:  # an explicit path that is wrong is an error, not a hint
         if explicit.is_dir():
             return explicit
-        tried.append(f"model_path {explicit} (not a folder)")
-    entry = MODEL_IDS.get(variant)
+        raise ModelNotFoundError(
+            variant, entry.repo_id if entry else "?", [f"model_path {explicit} (not a folder)"]
+        )
     repo = entry.repo_id if entry else None
     root = os.environ.get("VLMCAP_MODEL_DIR")
     if repo is None:
@@ -79,13 +86,15 @@ def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
         tried.append("$VLMCAP_MODEL_DIR (not set)")
     if entry is not None:
         try:
-            from huggingface_hub import snapshot_download  # noqa: PLC0415
+            from huggingface_hub import snapshot_download
 
             return Path(
                 snapshot_download(entry.repo_id, revision=entry.revision, local_files_only=True)
             )
         except Exception as exc:  # noqa: BLE001 - any miss is reported below
-            tried.append(f"Hugging Face cache {entry.repo_id}@{entry.revision} ({type(exc).__name__})")
+            tried.append(
+                f"Hugging Face cache {entry.repo_id}@{entry.revision} ({type(exc).__name__})"
+            )
     raise ModelNotFoundError(variant, repo or "?", tried)
 
 
@@ -119,12 +128,12 @@ class VllmPlugin(Protocol):
         return resolve_model_path(cls.model_variant(), config)
 
     @classmethod
-    def processor(cls) -> Any:  # noqa: ANN401 - a transformers processor
+    def processor(cls) -> Any:
         """The Hugging Face processor (tokenizer, chat template)."""
         ...
 
     @classmethod
-    def model(cls, config: VllmConfig) -> Any:  # noqa: ANN401 - a vllm.LLM
+    def model(cls, config: VllmConfig) -> Any:
         """Build the vLLM engine."""
         ...
 
@@ -132,7 +141,7 @@ class VllmPlugin(Protocol):
     def make_llm_input(
         prompt: str,
         frames: Frames,
-        processor: Any,  # noqa: ANN401
+        processor: Any,
     ) -> dict[str, Any]:
         """Turn a prompt and frames into a vLLM prompt dict with ``multi_modal_data``."""
         ...
@@ -140,14 +149,14 @@ class VllmPlugin(Protocol):
     @staticmethod
     def make_refined_llm_request(
         request: VllmCaptionRequest,
-        processor: Any,  # noqa: ANN401
+        processor: Any,
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Stage 2: a new request (new id, caption and stage2_prompt None) over the same frames."""
         ...
 
     @staticmethod
-    def decode(vllm_output: Any) -> str:  # noqa: ANN401 - a vllm.RequestOutput
+    def decode(vllm_output: Any) -> str:
         """The caption text of a finished vLLM output."""
         ...
 
@@ -171,7 +180,7 @@ def check_plugin_structure(plugin: object) -> None:
         raise PluginError(f"plugin {name} lacks method(s) {', '.join(missing)} of VllmPlugin")
 
 
-def plugin_model_id(plugin: Any) -> str:  # noqa: ANN401 - any structural plugin
+def plugin_model_id(plugin: Any) -> str:
     """``plugin.model_id()`` if defined, else the pinned table."""
     if callable(getattr(plugin, "model_id", None)):
         return str(plugin.model_id())
@@ -179,20 +188,16 @@ def plugin_model_id(plugin: Any) -> str:  # noqa: ANN401 - any structural plugin
 
 
 @functools.cache
-def _accepts(func: Any, name: str) -> bool:  # noqa: ANN401
+def _accepts(func: Any, name: str) -> bool:
     try:
         params = inspect.signature(func).parameters
     except (TypeError, ValueError):
         return False
-    if name in params and params[name].kind in (
-        inspect.Parameter.KEYWORD_ONLY,
-        inspect.Parameter.POSITIONAL_OR_KEYWORD,
-    ):
-        return True
-    return False
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return name in params and params[name].kind in kinds
 
 
-def _positional_arity(func: Any) -> int:  # noqa: ANN401
+def _positional_arity(func: Any) -> int:
     try:
         params = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
@@ -204,7 +209,7 @@ def _positional_arity(func: Any) -> int:  # noqa: ANN401
     )
 
 
-def call_processor(plugin: Any, config: VllmConfig) -> Any:  # noqa: ANN401
+def call_processor(plugin: Any, config: VllmConfig) -> Any:
     """``plugin.processor()``; plugins written for cosmos-curate HEAD take ``config`` too."""
     variant = str(plugin.model_variant())
     with using_model_path(variant, config.model_path):
@@ -213,17 +218,17 @@ def call_processor(plugin: Any, config: VllmConfig) -> Any:  # noqa: ANN401
         return plugin.processor()
 
 
-def call_model(plugin: Any, config: VllmConfig) -> Any:  # noqa: ANN401
+def call_model(plugin: Any, config: VllmConfig) -> Any:
     """``plugin.model(config)`` with ``config.model_path`` visible to ``cls.model_path()``."""
     with using_model_path(str(plugin.model_variant()), config.model_path):
         return plugin.model(config)
 
 
-def call_make_llm_input(
-    plugin: Any,  # noqa: ANN401
+def call_make_llm_input(  # noqa: PLR0913 - the seed's three plus two optional extras
+    plugin: Any,
     prompt: str,
     frames: Frames,
-    processor: Any,  # noqa: ANN401
+    processor: Any,
     *,
     metadata: VideoMetadata,
     config: VllmConfig,

@@ -6,7 +6,7 @@ cosmos-curate's data model so that plugins written against its guide keep workin
 
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +23,15 @@ def _positive(_inst: object, attribute: "attrs.Attribute[Any]", value: float) ->
 def _non_negative(_inst: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
     if not value >= 0:
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _md_positive(_inst: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
+    if not value > 0:
+        raise MetadataError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in values)
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -154,7 +163,9 @@ class CaptionResult:
         return self.status is not CaptionStatus.ERROR
 
     @classmethod
-    def failure(cls, error: str, counts: TokenCounts | None = None, stages: int = 0) -> "CaptionResult":
+    def failure(
+        cls, error: str, counts: TokenCounts | None = None, stages: int = 0
+    ) -> "CaptionResult":
         """An error result carrying the cause."""
         c = counts or TokenCounts()
         return cls(
@@ -203,10 +214,10 @@ class VideoMetadata:
     so timestamps ``i / fps`` are right for every Qwen generation.
     """
 
-    fps: float = attrs.field(validator=_positive)
-    total_num_frames: int = attrs.field(validator=_positive)
-    frames_indices: tuple[int, ...] = attrs.field(converter=tuple)
-    duration: float = attrs.field(validator=_positive)
+    fps: float = attrs.field(validator=_md_positive)
+    total_num_frames: int = attrs.field(validator=_md_positive)
+    frames_indices: tuple[int, ...] = attrs.field(converter=_int_tuple)
+    duration: float = attrs.field(validator=_md_positive)
     width: int | None = None
     height: int | None = None
     video_backend: str = "pyav"
@@ -227,6 +238,8 @@ class VideoMetadata:
         cls, num_frames: int, fps: float, *, width: int | None = None, height: int | None = None
     ) -> "VideoMetadata":
         """Metadata for ``num_frames`` frames sampled uniformly at ``fps``."""
+        if not fps > 0:
+            raise MetadataError(f"fps must be > 0, got {fps!r}")
         return cls(
             fps=fps,
             total_num_frames=num_frames,
@@ -268,11 +281,10 @@ class VideoMetadata:
             return cls(
                 fps=fps,
                 total_num_frames=n,
-                frames_indices=tuple(int(i) for i in md.get("frames_indices", range(n))),
+                frames_indices=_int_tuple(md.get("frames_indices", range(n))),
                 duration=float(md.get("duration", n / fps)),
                 width=md.get("width"),
                 height=md.get("height"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise MetadataError(f"{field}: malformed video metadata {dict(md)!r}: {exc}") from exc
-

@@ -21,7 +21,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
 _registered: dict[str, Any] = {}
 
 
-def load_object(spec: str) -> Any:  # noqa: ANN401 - whatever the spec names
+def load_object(spec: str) -> Any:
     """Import ``"pkg.module:Attr"`` and return the attribute."""
     module, _, attr = spec.partition(":")
     if not module or not attr:
@@ -39,13 +39,11 @@ def load_object(spec: str) -> Any:  # noqa: ANN401 - whatever the spec names
 
 
 def _entry_points() -> dict[str, str]:
-    return {
-        ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    }
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def plugin_specs() -> dict[str, str]:
-    """variant -> ``"module:Class"`` for every known plugin (not imported)."""
+    """Variant -> ``"module:Class"`` for every known plugin (not imported)."""
     specs = dict(BUILTIN_PLUGINS)
     specs.update(_entry_points())
     specs.update({v: f"{p.__module__}:{p.__qualname__}" for v, p in _registered.items()})
@@ -57,7 +55,7 @@ def available_variants() -> tuple[str, ...]:
     return tuple(sorted(plugin_specs()))
 
 
-def register_plugin(plugin: Any) -> Any:  # noqa: ANN401 - a plugin class
+def register_plugin(plugin: Any) -> Any:
     """Register a plugin class under its ``model_variant()``; usable as a class decorator."""
     check_plugin_structure(plugin)
     _registered[str(plugin.model_variant())] = plugin
@@ -69,7 +67,7 @@ def unregister_plugin(variant: str) -> None:
     _registered.pop(variant, None)
 
 
-def get_plugin(variant: str) -> Any:  # noqa: ANN401 - a plugin class
+def get_plugin(variant: str) -> Any:
     """The plugin class for ``variant``.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Qwen-style frame sizing: 28-aligned sides within a per-frame pixel budget (pure maths + one op)."""
+"""Qwen-style frame sizing: 28-aligned sides within a per-frame pixel budget."""
 
 import math
 
@@ -13,11 +13,17 @@ MAX_ASPECT_RATIO = 200
 
 
 def smart_resize(
-    height: int, width: int, *, factor: int = 28, min_pixels: int = 56 * 56,
+    height: int,
+    width: int,
+    *,
+    factor: int = 28,
+    min_pixels: int = 56 * 56,
     max_pixels: int = 28 * 28 * 1280,
 ) -> tuple[int, int]:
-    """The size nearest to ``(height, width)`` with both sides multiples of ``factor`` and
-    ``min_pixels <= h * w <= max_pixels``, keeping the aspect ratio as far as rounding allows.
+    """The grid size nearest to ``(height, width)`` within a pixel budget.
+
+    Both sides become multiples of ``factor`` and ``min_pixels <= h * w <= max_pixels``; the
+    aspect ratio is kept as far as rounding allows.
 
     Raises:
         FrameContractError: a non-positive side, or an aspect ratio over 200.

@@ -125,7 +125,7 @@ def _refine_or_fail(job: Job, outcome: Outcome, caption: str, refine: Refine) ->
         finish_reason=outcome.finish_reason,
     )
     try:
-        refined = refine(done)
+        refined: object = refine(done)  # plugins may return anything; checked below
     except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
         return f"make_refined_llm_request failed: {type(exc).__name__}: {exc}"
     if not isinstance(refined, VllmCaptionRequest):
@@ -133,9 +133,7 @@ def _refine_or_fail(job: Job, outcome: Outcome, caption: str, refine: Refine) ->
     return Job(job.index, 2, refined)
 
 
-def settle(
-    state: SchedulerState, outcomes: Sequence[Outcome], refine: Refine
-) -> SchedulerState:
+def settle(state: SchedulerState, outcomes: Sequence[Outcome], refine: Refine) -> SchedulerState:
     """Fold engine outcomes into the state.
 
     Args:

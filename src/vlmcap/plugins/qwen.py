@@ -29,14 +29,14 @@ MM_CACHE_GB = 4.0
 GRID = 28
 
 
-def chat_token_ids(processor: Any, prompt: str, *, kind: str = "video", system: str | None = None) -> list[int]:  # noqa: ANN401
+def chat_token_ids(
+    processor: Any, prompt: str, *, kind: str = "video", system: str | None = None
+) -> list[int]:
     """Token ids of a one-turn chat with a vision placeholder followed by ``prompt``."""
     messages: list[dict[str, Any]] = []
     if system is not None:
         messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-    messages.append(
-        {"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]}
-    )
+    messages.append({"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]})
     ids = processor.apply_chat_template(
         messages, add_generation_prompt=True, tokenize=True, return_tensors="pt"
     )
@@ -45,7 +45,7 @@ def chat_token_ids(processor: Any, prompt: str, *, kind: str = "video", system: 
     return [int(t) for t in ids[0].tolist()]
 
 
-def _pixel_budget(processor: Any) -> tuple[int, int]:  # noqa: ANN401
+def _pixel_budget(processor: Any) -> tuple[int, int]:
     vp = getattr(processor, "video_processor", None)
     size: Mapping[str, Any] = getattr(vp, "size", None) or {}
     lo = int(size.get("shortest_edge", getattr(vp, "min_pixels", 128 * GRID * GRID)))
@@ -53,7 +53,7 @@ def _pixel_budget(processor: Any) -> tuple[int, int]:  # noqa: ANN401
     return lo, hi
 
 
-def to_model_frames(frames: Any, processor: Any, *, client_resize: bool) -> torch.Tensor:  # noqa: ANN401
+def to_model_frames(frames: Any, processor: Any, *, client_resize: bool) -> torch.Tensor:
     """uint8 frames, resized to the processor's grid when the client does the resizing."""
     video = to_uint8(check_frames(frames, "frames"))
     if client_resize:
@@ -65,11 +65,11 @@ def to_model_frames(frames: Any, processor: Any, *, client_resize: bool) -> torc
     return video
 
 
-def split_video(video: Any) -> tuple[Any, dict[str, Any] | None]:  # noqa: ANN401
+def split_video(video: Any) -> tuple[Any, dict[str, Any] | None]:
     """``(frames, metadata dict)`` from any of vLLM's video forms (bare, tuple, one-item list)."""
     if isinstance(video, list) and len(video) == 1:
         video = video[0]
-    if isinstance(video, tuple) and len(video) == 2:  # noqa: PLR2004
+    if isinstance(video, tuple) and len(video) == 2:
         frames, md = video
         return frames, dict(md)
     return video, None
@@ -84,9 +84,9 @@ class VllmQwen7B(VllmPlugin):
         return "qwen"
 
     @classmethod
-    def processor(cls) -> Any:  # noqa: ANN401
+    def processor(cls) -> Any:
         """The checkpoint's processor."""
-        from transformers import AutoProcessor  # noqa: PLC0415
+        from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(cls.model_path())
 
@@ -94,7 +94,9 @@ class VllmQwen7B(VllmPlugin):
     def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
         """The ``LLM(...)`` arguments for ``config``; every setting is honoured or refused."""
         if config.use_image_input:
-            raise UnsupportedSettingError("the qwen plugin captions video; use_image_input=True is not supported yet")
+            raise UnsupportedSettingError(
+                "the qwen plugin captions video; use_image_input=True is not supported yet"
+            )
         kwargs: dict[str, Any] = {
             "model": str(cls.model_path()),
             "tensor_parallel_size": config.num_gpus,
@@ -112,7 +114,7 @@ class VllmQwen7B(VllmPlugin):
         return kwargs
 
     @classmethod
-    def model(cls, config: VllmConfig) -> Any:  # noqa: ANN401
+    def model(cls, config: VllmConfig) -> Any:
         """A ``vllm.LLM`` for the checkpoint."""
         return build_llm(**cls.engine_kwargs(config))
 
@@ -120,7 +122,7 @@ class VllmQwen7B(VllmPlugin):
     def make_llm_input(
         prompt: str,
         frames: Frames,
-        processor: Any,  # noqa: ANN401
+        processor: Any,
         *,
         metadata: VideoMetadata | None = None,
         config: VllmConfig | None = None,
@@ -141,7 +143,7 @@ class VllmQwen7B(VllmPlugin):
     @staticmethod
     def make_refined_llm_request(
         request: VllmCaptionRequest,
-        processor: Any,  # noqa: ANN401
+        processor: Any,
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prompt + stage-1 caption over the very same video object."""
@@ -162,6 +164,6 @@ class VllmQwen7B(VllmPlugin):
         )
 
     @staticmethod
-    def decode(vllm_output: Any) -> str:  # noqa: ANN401
+    def decode(vllm_output: Any) -> str:
         """The first completion's text, stripped."""
         return str(vllm_output.outputs[0].text).strip()

@@ -90,7 +90,7 @@ class FakeEngine:
     step_calls: int = 0
     _pending: dict[str, _Pending] = attrs.field(factory=dict)
 
-    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:  # noqa: ANN401
+    def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Queue a request (or raise, per ``reject``)."""
         if engine_id in self._pending:
             raise ValueError(f"request id {engine_id} is already in flight")
@@ -98,7 +98,9 @@ class FakeEngine:
             raise ValueError(f"fake engine rejects {engine_id}")
         self.added.append(engine_id)
         max_tokens = int(getattr(params, "max_tokens", None) or 16)
-        self._pending[engine_id] = _Pending(inputs, max(1, self.steps(engine_id, inputs)), max_tokens)
+        self._pending[engine_id] = _Pending(
+            inputs, max(1, self.steps(engine_id, inputs)), max_tokens
+        )
         self.peak_inflight = max(self.peak_inflight, len(self._pending))
 
     def step(self) -> list[Finished]:

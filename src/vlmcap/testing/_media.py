@@ -11,14 +11,20 @@ _COLOURS = ((230, 60, 50), (50, 120, 230), (240, 200, 40), (60, 190, 90), (240, 
 def synthetic_clip(
     num_frames: int = 8, height: int = 224, width: int = 224, *, seed: int = 0
 ) -> ByteFrames:
-    """A ``(num_frames, 3, height, width)`` uint8 clip: a square and a disc moving over a
-    gradient background. Different seeds give different colours, sizes and paths."""
+    """A ``(num_frames, 3, height, width)`` uint8 clip of moving shapes.
+
+    A square and a disc move over a gradient background; different seeds give different
+    colours, sizes and paths.
+    """
     g = torch.Generator().manual_seed(seed)
     ys = torch.arange(height).view(height, 1).float()
     xs = torch.arange(width).view(1, width).float()
     bg = torch.stack(
-        [(ys / height * 80).expand(height, width), (xs / width * 80).expand(height, width),
-         torch.full((height, width), 40.0)]
+        [
+            (ys / height * 80).expand(height, width),
+            (xs / width * 80).expand(height, width),
+            torch.full((height, width), 40.0),
+        ]
     )
     c1 = torch.tensor(_COLOURS[seed % len(_COLOURS)], dtype=torch.float32).view(3, 1, 1)
     c2 = torch.tensor(_COLOURS[(seed + 2) % len(_COLOURS)], dtype=torch.float32).view(3, 1, 1)

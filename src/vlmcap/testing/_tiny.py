@@ -72,9 +72,9 @@ _TOKENIZER_VOCAB = 512
 _BUILD_VERSION = "5"  # bump when the recipe changes; part of the cache key
 
 
-def _train_tokenizer(dest: Path) -> Any:  # noqa: ANN401 - transformers tokenizer
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: PLC0415
-    from transformers import PreTrainedTokenizerFast  # noqa: PLC0415
+def _train_tokenizer(dest: Path) -> Any:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -88,8 +88,8 @@ def _train_tokenizer(dest: Path) -> Any:  # noqa: ANN401 - transformers tokenize
     tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+        eos_token="<|im_end|>",  # noqa: S106 - a special token, not a password
+        pad_token="<|endoftext|>",  # noqa: S106
         unk_token=None,
         additional_special_tokens=list(_SPECIAL_TOKENS[1:]),
     )
@@ -98,8 +98,8 @@ def _train_tokenizer(dest: Path) -> Any:  # noqa: ANN401 - transformers tokenize
     return fast
 
 
-def _word_token_mask(tokenizer: Any, vocab_size: int) -> "Any":  # noqa: ANN401
-    import torch  # noqa: PLC0415
+def _word_token_mask(tokenizer: Any, vocab_size: int) -> "Any":
+    import torch
 
     mask = torch.zeros(vocab_size, dtype=torch.bool)
     special = set(tokenizer.all_special_ids)
@@ -113,8 +113,8 @@ def _word_token_mask(tokenizer: Any, vocab_size: int) -> "Any":  # noqa: ANN401
 
 
 def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
-    import torch  # noqa: PLC0415
-    from transformers import (  # noqa: PLC0415
+    import torch
+    from transformers import (
         Qwen2_5_VLConfig,
         Qwen2_5_VLForConditionalGeneration,
         Qwen2_5_VLProcessor,

@@ -1,0 +1,1 @@
+"""GPU throughput benchmarks (see benchmarks/README.md)."""
