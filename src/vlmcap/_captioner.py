@@ -165,16 +165,44 @@ def _submit(
     params: Any,
     prepare: Callable[[sched.Job], Mapping[str, Any]],
 ) -> list[sched.Outcome]:
-    """Add each submission to the engine; a rejection becomes that request's error outcome."""
-    rejected = []
+    """Add each submission to the engine; a rejection becomes that request's error outcome.
+
+    Engines with ``add_many`` (the vLLM adapter) render the batch in parallel.
+    """
+    errors: list[Exception | None] = []
+    items: list[tuple[str, Mapping[str, Any]]] = []
     for sub in subs:
         try:
-            engine.add(sub.engine_id, prepare(sub.job), params)
+            items.append((sub.engine_id, prepare(sub.job)))
+            errors.append(None)
         except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
-            log.warning("request %s rejected: %s", sub.engine_id, exc)
-            err = f"rejected: {type(exc).__name__}: {exc}"
+            errors.append(exc)
+    add_many = getattr(engine, "add_many", None)
+    if callable(add_many):
+        added = iter(add_many(items, params))
+    else:
+        added = iter(_add_each(engine, items, params))
+    errors = [e if e is not None else next(added) for e in errors]
+    rejected: list[sched.Outcome] = []
+    for sub, error in zip(subs, errors, strict=True):
+        if error is not None:
+            log.warning("request %s rejected: %s", sub.engine_id, error)
+            err = f"rejected: {type(error).__name__}: {error}"
             rejected.append(sched.Outcome(sub.engine_id, None, error=err))
     return rejected
+
+
+def _add_each(
+    engine: Engine, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
+) -> list[Exception | None]:
+    errors: list[Exception | None] = []
+    for engine_id, inputs in items:
+        try:
+            engine.add(engine_id, inputs, params)
+            errors.append(None)
+        except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
+            errors.append(exc)
+    return errors
 
 
 def _report(

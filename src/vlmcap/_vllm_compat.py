@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -202,19 +203,63 @@ def finished_outputs(outputs: Iterable[Any]) -> list[Finished]:
     return done
 
 
-class EngineAdapter:
-    """The narrow engine interface the captioner drives: add, step, abort.
+def render_workers() -> int:
+    """Threads that render requests (run the HF processor) in parallel.
 
-    Wraps ``llm.llm_engine``. Tests substitute fakes with the same three methods.
+    ``$VLMCAP_RENDER_WORKERS``, else the number of CPU cores, at most 32.
+    """
+    env = os.environ.get("VLMCAP_RENDER_WORKERS")
+    return max(1, int(env)) if env else min(32, os.cpu_count() or 1)
+
+
+class EngineAdapter:
+    """The narrow engine interface the captioner drives: add (or add_many), step, abort.
+
+    Wraps ``llm.llm_engine``. Tests substitute fakes with ``add``/``step``/``abort``.
+
+    ``add_many`` renders requests (chat template, multimodal processor: the CPU-heavy part of
+    a video request, done by vLLM in the caller's thread) in a thread pool and then adds them
+    in order, so preprocessing of many clips overlaps instead of running one after another
+    in front of an idle GPU. It uses ``LLM._preprocess_cmpl_one`` (present in vLLM 0.26-0.32,
+    whose renderer is built for concurrent use); without it requests are rendered by
+    ``add_request`` itself, one by one.
     """
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, *, workers: int | None = None) -> None:
         """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``)."""
         self._engine = llm.llm_engine
+        self._render = getattr(llm, "_preprocess_cmpl_one", None)
+        n = render_workers() if workers is None else workers
+        self._pool = ThreadPoolExecutor(n, "vlmcap-render") if self._render and n > 1 else None
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Submit one request; raises if vLLM rejects the inputs."""
         self._engine.add_request(engine_id, dict(inputs), params)
+
+    def add_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
+    ) -> list[Exception | None]:
+        """Render ``items`` in parallel, then add them in order; one error (or None) per item."""
+        if self._pool is None or len(items) < 2:
+            return [self._try_add(i, inp, params) for i, inp in items]
+        render = self._render
+        assert render is not None  # noqa: S101 - implied by _pool
+        futures = [self._pool.submit(render, dict(inp)) for _i, inp in items]
+        errors: list[Exception | None] = []
+        for (engine_id, _inp), fut in zip(items, futures, strict=True):
+            try:
+                self._engine.add_request(engine_id, fut.result(), params)
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 - reported per request
+                errors.append(exc)
+        return errors
+
+    def _try_add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> Exception | None:
+        try:
+            self.add(engine_id, inputs, params)
+        except Exception as exc:  # noqa: BLE001 - reported per request
+            return exc
+        return None
 
     def step(self) -> list[Finished]:
         """Run one engine step; return the requests that finished in it."""
