@@ -98,7 +98,7 @@ class VllmQwen7B(VllmPlugin):
                 "the qwen plugin captions video; use_image_input=True is not supported yet"
             )
         kwargs: dict[str, Any] = {
-            "model": str(cls.model_path()),
+            "model": str(cls.model_path(config)),
             "tensor_parallel_size": config.num_gpus,
             "max_model_len": config.max_model_len or MAX_MODEL_LEN,
             "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
