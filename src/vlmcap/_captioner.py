@@ -125,6 +125,8 @@ def _as_engine(llm: Any) -> Engine:
 
 
 def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
+    if fin.error is not None:
+        return sched.Outcome(fin.engine_id, None, None, 0, 0, error=fin.error)
     try:
         caption = plugin.decode(fin.output)
     except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input

@@ -17,9 +17,11 @@ Differences handled here:
 
 import dataclasses
 import functools
+import logging
 import os
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -181,6 +183,8 @@ class Finished:
     finish_reason: str | None
     prompt_tokens: int
     output_tokens: int
+    error: str | None = None
+    """Set when the request never ran (rejected by the engine); ``output`` is then None."""
 
 
 def finished_outputs(outputs: Iterable[Any]) -> list[Finished]:
@@ -213,16 +217,20 @@ def render_workers() -> int:
 
 
 class EngineAdapter:
-    """The narrow engine interface the captioner drives: add (or add_many), step, abort.
+    """The narrow engine interface the captioner drives: add / add_many, step, abort.
 
     Wraps ``llm.llm_engine``. Tests substitute fakes with ``add``/``step``/``abort``.
 
-    ``add_many`` renders requests (chat template, multimodal processor: the CPU-heavy part of
-    a video request, done by vLLM in the caller's thread) in a thread pool and then adds them
-    in order, so preprocessing of many clips overlaps instead of running one after another
-    in front of an idle GPU. It uses ``LLM._preprocess_cmpl_one`` (present in vLLM 0.26-0.32,
-    whose renderer is built for concurrent use); without it requests are rendered by
-    ``add_request`` itself, one by one.
+    Rendering a request (chat template and the model's multimodal processor) is the CPU-heavy
+    part of a video request, and vLLM does it in the caller's thread inside ``add_request``.
+    ``add_many`` hands it to a thread pool instead and returns at once; ``step`` adds every
+    request whose rendering is done (in submission order) before stepping the engine, and only
+    waits for a render when the engine has nothing else to do. So the GPU works on what is
+    already in the engine while the CPU prepares what comes next. It relies on
+    ``LLM._preprocess_cmpl_one`` (vLLM 0.26-0.32, whose renderer is built for concurrent use);
+    without it, requests are rendered by ``add_request`` itself, one by one. A request that
+    fails to render or is rejected comes back from ``step`` as a :class:`Finished` with
+    ``error`` set.
     """
 
     def __init__(self, llm: Any, *, workers: int | None = None) -> None:
@@ -231,28 +239,21 @@ class EngineAdapter:
         self._render = getattr(llm, "_preprocess_cmpl_one", None)
         n = render_workers() if workers is None else workers
         self._pool = ThreadPoolExecutor(n, "vlmcap-render") if self._render and n > 1 else None
+        self._pending: deque[tuple[str, Future[Any], Any]] = deque()
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
-        """Submit one request; raises if vLLM rejects the inputs."""
+        """Submit one request now; raises if vLLM rejects the inputs."""
         self._engine.add_request(engine_id, dict(inputs), params)
 
     def add_many(
         self, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
     ) -> list[Exception | None]:
-        """Render ``items`` in parallel, then add them in order; one error (or None) per item."""
-        if self._pool is None or len(items) < 2:
+        """Queue ``items`` for parallel rendering; errors surface later, from :meth:`step`."""
+        if self._pool is None or self._render is None:
             return [self._try_add(i, inp, params) for i, inp in items]
-        render = self._render
-        assert render is not None  # noqa: S101 - implied by _pool
-        futures = [self._pool.submit(render, dict(inp)) for _i, inp in items]
-        errors: list[Exception | None] = []
-        for (engine_id, _inp), fut in zip(items, futures, strict=True):
-            try:
-                self._engine.add_request(engine_id, fut.result(), params)
-                errors.append(None)
-            except Exception as exc:  # noqa: BLE001 - reported per request
-                errors.append(exc)
-        return errors
+        for engine_id, inp in items:
+            self._pending.append((engine_id, self._pool.submit(self._render, dict(inp)), params))
+        return [None] * len(items)
 
     def _try_add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> Exception | None:
         try:
@@ -261,11 +262,39 @@ class EngineAdapter:
             return exc
         return None
 
+    def _drain(self, *, wait: bool) -> list[Finished]:
+        """Add rendered requests in order; with ``wait``, block for the first one if needed."""
+        failed: list[Finished] = []
+        while self._pending:
+            engine_id, fut, params = self._pending[0]
+            if not fut.done() and not wait:
+                break
+            wait = False
+            self._pending.popleft()
+            try:
+                self._engine.add_request(engine_id, fut.result(), params)
+            except Exception as exc:  # noqa: BLE001 - reported per request
+                err = f"rejected: {type(exc).__name__}: {exc}"
+                failed.append(Finished(engine_id, None, None, 0, 0, error=err))
+        return failed
+
     def step(self) -> list[Finished]:
-        """Run one engine step; return the requests that finished in it."""
-        return finished_outputs(self._engine.step())
+        """Add what is rendered, run one engine step, return what finished (or failed)."""
+        failed = self._drain(wait=False)
+        while self._pending and not self._engine.has_unfinished_requests():
+            failed += self._drain(wait=True)
+        if not self._engine.has_unfinished_requests():
+            return failed
+        return failed + finished_outputs(self._engine.step())
 
     def abort(self, engine_ids: Sequence[str]) -> None:
-        """Abort requests still in the engine (best effort)."""
-        if engine_ids:
-            self._engine.abort_request(list(engine_ids))
+        """Abort requests still rendering or in the engine (best effort)."""
+        ids = set(engine_ids)
+        for item in [p for p in self._pending if p[0] in ids]:
+            item[1].cancel()
+            self._pending.remove(item)
+        if ids:
+            try:
+                self._engine.abort_request(list(ids))
+            except Exception:  # noqa: BLE001 - best effort: ids may be unknown to the engine
+                logging.getLogger("vlmcap").warning("abort of %d request(s) failed", len(ids))
