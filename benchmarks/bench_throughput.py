@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     # "vlmcap_two_stage@64": the vlmcap modes with max_inflight_requests=64
     modes = list(MODES) + [m for m in args.modes if m not in MODES and m != "all"]
-    if args.modes != ["all"]:
+    if "all" not in args.modes:
         modes = [m for m in modes if m in args.modes]
     if "text_only_sol" in modes and "naive_generate" not in modes:
         modes.insert(0, "naive_generate")

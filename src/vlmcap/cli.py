@@ -1,9 +1,11 @@
-"""The ``vlmcap`` command: ``demo``, ``plugins``, ``tiny-checkpoint``."""
+"""The ``vlmcap`` command: ``caption``, ``check``, ``demo``, ``plugins``, ``tiny-checkpoint``."""
 
 import argparse
+import importlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +18,12 @@ from vlmcap._captioner import (
     sampling_params,
     vllm_model,
 )
-from vlmcap._errors import VlmcapError
+from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap._plugin import plugin_model_id
 from vlmcap._prompts import get_prompt
 from vlmcap._records import CaptionResult, VllmConfig
 from vlmcap._registry import available_variants, get_plugin
+from vlmcap.video import JobStats, WindowSettings, caption_paths, expand_inputs
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
@@ -82,10 +85,217 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok == len(results) else 1
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def _caption_summary(stats: JobStats, out: str) -> str:
+    """Describe a finished ``caption`` run in a few lines."""
+    new = sum(stats.rows.values())
+    resumed = sum(stats.resumed.values())
+
+    def counts(c: Counter[str]) -> str:
+        return ", ".join(f"{k} {c[k]}" for k in ("success", "truncated", "error"))
+
+    def rate(n: float, seconds: float) -> str:
+        return f"{n / seconds:.2f}" if seconds > 0 else "n/a"
+
+    lines = [
+        (
+            f"vlmcap caption: {new + resumed} windows from {stats.files} files "
+            f"in {stats.elapsed_s:.1f} s (engine start {stats.engine_start_s:.1f} s)"
+        ),
+        f"  this run: {counts(stats.rows)}; from earlier runs: {resumed} ({counts(stats.resumed)})",
+        (
+            f"  captioning: {rate(stats.windows_captioned, stats.caption_s)} clips (windows)/s, "
+            f"{rate(stats.output_tokens, stats.caption_s)} output tokens/s over "
+            f"{stats.caption_s:.1f} s in the engine; overall {rate(stats.files, stats.elapsed_s)} "
+            "files/s"
+        ),
+        f"  rows in {out}",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    get_plugin(args.model)  # an unknown variant is a usage error, before any work
+    if args.model_path is not None and not Path(args.model_path).is_dir():
+        raise ConfigError(f"--model-path {args.model_path} is not a folder")
+    config = VllmConfig(
+        model_variant=args.model,
+        model_path=args.model_path,
+        stage2_caption=args.stage2,
+        prompt_variant=args.prompt_variant or "default",
+        prompt_text=args.prompt,
+        max_output_tokens=args.max_tokens,
+        max_model_len=args.max_model_len,
+        sampling_fps=args.sampling_fps,
+    )
+    settings = WindowSettings(
+        window_size=args.window_size,
+        remainder_threshold=(
+            args.remainder_threshold
+            if args.remainder_threshold is not None
+            else max(1, args.window_size // 2)
+        ),
+        sampling_fps=args.sampling_fps,
+    )
+    if not expand_inputs(args.inputs):
+        raise ConfigError("no input files: the folders and lists given hold no media files")
+    tqdm = importlib.import_module("tqdm").tqdm
+    stats = JobStats()
+    for row in caption_paths(
+        args.inputs,
+        config,
+        out=args.out,
+        resume=args.resume,
+        progress=args.progress,
+        settings=settings,
+        max_pixels=args.max_pixels or None,
+        max_side=args.max_side,
+        batch_windows=args.batch_windows,
+        stats=stats,
+    ):
+        if not row.ok and not row.resumed:
+            msg = f"error: {row.source} window {row.window_index}: {row.error}"
+            tqdm.write(msg, file=sys.stderr)
+    print(_caption_summary(stats, args.out), file=sys.stderr)
+    return 0 if stats.errors == 0 else 1
+
+
+def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "caption",
+        help="caption video and image files, one row per window (resumable)",
+        description=(
+            "Caption video/image files window by window. Rows go to --out (.jsonl file or "
+            ".parquet folder); re-running the same command skips windows already written. "
+            "Exit status: 0 if every window succeeded, 1 if any row is an error, "
+            "2 for usage errors."
+        ),
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="a video/image file, a folder (searched recursively) or a .txt list of paths",
+    )
+    p.add_argument("--model", required=True, metavar="VARIANT", help="plugin variant, e.g. qwen")
+    p.add_argument("--model-path", type=Path, default=None, metavar="DIR",
+                   help="local checkpoint folder")
+    p.add_argument("--stage2", action="store_true", help="refine each caption in a second stage")
+    prompt = p.add_mutually_exclusive_group()
+    prompt.add_argument("--prompt", default=None, metavar="TEXT", help="the caption prompt")
+    prompt.add_argument("--prompt-variant", default=None, metavar="NAME",
+                        help="a named prompt (default: default)")
+    p.add_argument("--out", required=True, metavar="FILE",
+                   help="output: FILE.jsonl, or FILE.parquet (a folder of part files)")
+    p.add_argument("--max-tokens", type=_positive_int, default=8192, metavar="N",
+                   help="output token limit per caption (default: %(default)s)")
+    p.add_argument("--window-size", type=_positive_int, default=256, metavar="N",
+                   help="native frames per window (default: %(default)s)")
+    p.add_argument("--remainder-threshold", type=_positive_int, default=None, metavar="N",
+                   help="a shorter tail joins the last window (default: window size / 2)")
+    p.add_argument("--sampling-fps", type=_positive_float, default=2.0, metavar="F",
+                   help="frames sampled per second of video (default: %(default)s)")
+    p.add_argument("--max-pixels", type=_non_negative_int, default=768 * 28 * 28, metavar="N",
+                   help="per-frame pixel budget of the resize; 0 keeps native size "
+                        "(default: %(default)s)")
+    p.add_argument("--max-side", type=_positive_int, default=8192, metavar="N",
+                   help="files with a larger width or height are errors (default: %(default)s)")
+    p.add_argument("--batch-windows", type=_positive_int, default=32, metavar="N",
+                   help="windows per engine batch; rows are saved after each "
+                        "(default: %(default)s)")
+    p.add_argument("--max-model-len", type=_positive_int, default=None, metavar="N",
+                   help="engine context length (default: the plugin's; use e.g. 4096 on CPU)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip windows already in --out (default: on); --no-resume starts afresh")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                   help="progress bar on stderr (default: on)")
+    p.set_defaults(func=_cmd_caption)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Run the conformance suite on a plugin; exit 0 only if every check passes."""
+    from vlmcap.testing._checks import load_plugin, plugin_checks, plugin_name, run_check
+    from vlmcap.testing._report import ContractFailure, SkippedCheck
+
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:  # `vlmcap check mymodule:Class` works from the project folder
+        sys.path.insert(0, cwd)
+    plugin = load_plugin(args.plugin)
+    if args.model_path is not None and not Path(args.model_path).is_dir():
+        raise ConfigError(f"--model-path {args.model_path} is not a folder")
+    print(f"vlmcap check {plugin_name(plugin)}", flush=True)
+    failed = ran = 0
+    for check in plugin_checks(
+        plugin, model_path=args.model_path, max_examples=args.max_examples, engine=args.engine
+    ):
+        ran += 1
+        outcome = run_check(check, plugin)
+        if isinstance(outcome, ContractFailure):
+            failed += 1
+            print(f"FAIL {outcome.contract_id} {check.name}: {outcome.message}", flush=True)
+        elif isinstance(outcome, SkippedCheck):
+            print(f"skip {check.contract_id} {check.name}: {outcome.reason}", flush=True)
+        else:
+            print(f"ok   {check.contract_id} {check.name}", flush=True)
+    verdict = "conforms" if failed == 0 else "does NOT conform"
+    print(f"{plugin_name(plugin)} {verdict}: {ran} checks, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+def _add_check_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "check",
+        help="run the plugin conformance suite on a plugin class",
+        description=(
+            "Check a plugin against the vlmcap plugin contract (one ID per rule). Prints each "
+            "check with its contract ID. Exit status: 0 if every check passes, 1 if any fails, "
+            "2 for usage errors (e.g. the plugin cannot be imported)."
+        ),
+    )
+    p.add_argument("plugin", metavar="PLUGIN",
+                   help="pkg.module:Class (the current folder is importable), or a variant name")
+    p.add_argument("--model-path", type=Path, default=None, metavar="DIR",
+                   help="checkpoint folder for processor() (default: a tiny checkpoint)")
+    p.add_argument("--engine", action="store_true",
+                   help="also caption through a real vLLM engine, stage 1 and 2 (C-ENGINE-001)")
+    p.add_argument("--max-examples", type=_positive_int, default=20, metavar="N",
+                   help="Hypothesis examples per property check (default: %(default)s)")
+    p.set_defaults(func=_cmd_check)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="vlmcap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_caption_parser(sub)
+    _add_check_parser(sub)
     p = sub.add_parser("demo", help="caption synthetic clips with the embedded tiny model")
     p.add_argument("--clips", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=32)

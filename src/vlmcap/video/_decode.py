@@ -19,6 +19,7 @@ time, not the whole video.
   is not applied; frames come out as stored.
 """
 
+import itertools
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -98,6 +99,7 @@ def media_kind(path: Path | str) -> MediaKind:
 
     Raises:
         UnsupportedMediaError: any other extension.
+
     """
     suffix = Path(path).suffix.lower()
     if suffix in VIDEO_EXTENSIONS:
@@ -117,6 +119,7 @@ def check_media_file(path: Path | str) -> MediaKind:
         MediaNotFoundError: missing, or not a regular file.
         UnsupportedMediaError: unknown extension.
         EmptyMediaError: zero bytes.
+
     """
     p = Path(path)
     if not p.exists():
@@ -129,13 +132,13 @@ def check_media_file(path: Path | str) -> MediaKind:
     return kind
 
 
-def _av() -> Any:  # noqa: ANN401 - the untyped PyAV module
+def _av() -> Any:
     import av
 
     return av
 
 
-def _open(path: Path) -> Any:  # noqa: ANN401 - an av InputContainer
+def _open(path: Path) -> Any:
     av = _av()
     try:
         return av.open(str(path), mode="r")
@@ -143,14 +146,14 @@ def _open(path: Path) -> Any:  # noqa: ANN401 - an av InputContainer
         raise CorruptMediaError(path, f"cannot open container: {exc}") from exc
 
 
-def _video_stream(container: Any, path: Path) -> Any:  # noqa: ANN401
+def _video_stream(container: Any, path: Path) -> Any:
     if not container.streams.video:
         others = ", ".join(s.type for s in container.streams) or "none"
         raise NoVideoStreamError(path, f"no video stream (streams: {others})")
     return container.streams.video[0]
 
 
-def _native_fps(stream: Any, container: Any, total_frames: int, path: Path) -> float:  # noqa: ANN401
+def _native_fps(stream: Any, container: Any, total_frames: int, path: Path) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and rate > 0:
             return float(rate)
@@ -159,7 +162,7 @@ def _native_fps(stream: Any, container: Any, total_frames: int, path: Path) -> f
         if seconds > 0:
             return total_frames / seconds
     if container.duration:
-        seconds = container.duration / 1_000_000
+        seconds = float(container.duration) / 1_000_000
         if seconds > 0:
             return total_frames / seconds
     raise CorruptMediaError(path, "cannot determine the frame rate")
@@ -185,7 +188,9 @@ def _check_side(path: Path, width: int, height: int, max_side: int) -> None:
         )
 
 
-def probe(path: Path | str, *, max_side: int = DEFAULT_MAX_SIDE, sampling_fps: float = 2.0) -> MediaInfo:
+def probe(
+    path: Path | str, *, max_side: int = DEFAULT_MAX_SIDE, sampling_fps: float = 2.0
+) -> MediaInfo:
     """Check ``path`` and read its kind, frame count, frame rate and size.
 
     Args:
@@ -195,6 +200,7 @@ def probe(path: Path | str, *, max_side: int = DEFAULT_MAX_SIDE, sampling_fps: f
 
     Raises:
         MediaError: one of its subclasses, naming the file and the problem.
+
     """
     p = Path(path)
     kind = check_media_file(p)
@@ -220,10 +226,11 @@ def probe(path: Path | str, *, max_side: int = DEFAULT_MAX_SIDE, sampling_fps: f
 
 
 def plan_media(info: MediaInfo, settings: WindowSettings | None = None) -> tuple[WindowPlan, ...]:
-    """The windows of a probed file: one still-image window, or the video's windows.
+    """Plan the windows of a probed file: one still-image window, or the video's windows.
 
     Raises:
         MediaTooShortError: a video with fewer than ``settings.min_frames`` frames.
+
     """
     s = settings or WindowSettings()
     if info.kind == "image":
@@ -238,7 +245,7 @@ def plan_media(info: MediaInfo, settings: WindowSettings | None = None) -> tuple
 
 
 def target_size(height: int, width: int, max_pixels: int | None) -> tuple[int, int]:
-    """The frame size after the optional resize: :func:`vlmcap.smart_resize` within the budget."""
+    """Compute the frame size after the optional resize (:func:`vlmcap.smart_resize`)."""
     if max_pixels is None:
         return height, width
     min_pixels = min(RESIZE_FACTOR * RESIZE_FACTOR * 4, max_pixels)
@@ -247,8 +254,8 @@ def target_size(height: int, width: int, max_pixels: int | None) -> tuple[int, i
     )
 
 
-def _to_tensor(frame: Any, width: int, height: int, size: tuple[int, int]) -> torch.Tensor:  # noqa: ANN401
-    """A decoded frame as uint8 ``(3, h, w)`` at ``size`` (first scaled to ``width x height``)."""
+def _to_tensor(frame: Any, width: int, height: int, size: tuple[int, int]) -> torch.Tensor:
+    """Convert a decoded frame to uint8 ``(3, h, w)`` at ``size`` (via ``width x height``)."""
     if (frame.width, frame.height) != (width, height):
         array = frame.to_ndarray(format="rgb24", width=width, height=height)
     else:
@@ -280,11 +287,12 @@ def iter_decoded(  # noqa: C901 - one decode loop with its error paths
         TruncatedMediaError: the decoder stopped before a wanted frame; windows before it were
             yielded already.
         CorruptMediaError: a decoding error.
+
     """
     targets = [(idx, k) for k, plan in enumerate(plans) for idx in plan.indices]
     if not targets:
         return
-    if any(a[0] > b[0] for a, b in zip(targets, targets[1:], strict=False)):
+    if any(a[0] > b[0] for a, b in itertools.pairwise(targets)):
         raise ValueError("plans must be sorted by window and not overlap")
     path = info.path
     av = _av()
@@ -345,6 +353,7 @@ def decode_windows(
 
     Raises:
         MediaError: one of its subclasses, naming the file and the problem.
+
     """
     s = settings or WindowSettings()
     info = probe(path, max_side=max_side, sampling_fps=s.sampling_fps)
@@ -354,7 +363,7 @@ def decode_windows(
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-line description of a failure for an error row: ``"<Type>: <message>"``."""
+    """Describe a failure in one line for an error row: ``"<Type> (<kind>): <reason>"``."""
     if isinstance(exc, MediaError):
         return f"{type(exc).__name__} ({exc.kind}): {exc.reason}"
     return f"{type(exc).__name__}: {exc}"

@@ -18,6 +18,7 @@ class MediaError(VlmcapError, ValueError):
     Attributes:
         path: the file.
         reason: what is wrong, in words.
+
     """
 
     kind: ClassVar[str] = "media"

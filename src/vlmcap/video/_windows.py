@@ -27,7 +27,7 @@ WINDOW_MAX_FRAMES = 768
 """Most sampled frames per window (Qwen's ``FPS_MAX_FRAMES``)."""
 
 
-def _at_least(minimum: float) -> Any:  # noqa: ANN401 - an attrs validator
+def _at_least(minimum: float) -> Any:
     def check(_inst: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
         if not value >= minimum:
             raise ConfigError(f"{attribute.name} must be >= {minimum}, got {value!r}")
@@ -93,7 +93,8 @@ class WindowPlan:
     """
 
     window: Window
-    indices: tuple[int, ...] = attrs.field(converter=tuple)
+    indices: tuple[int, ...]
+    """Native frame indices, sorted (an image repeats its one frame)."""
     fps: float = attrs.field(validator=_finite_positive)
     start_s: float
     end_s: float
@@ -104,7 +105,7 @@ class WindowPlan:
         return len(self.indices)
 
     def metadata(self, *, width: int | None = None, height: int | None = None) -> VideoMetadata:
-        """The :class:`~vlmcap.VideoMetadata` of the sampled frames (see :func:`window_metadata`)."""
+        """Describe the sampled frames as :class:`~vlmcap.VideoMetadata` (true fps)."""
         return VideoMetadata.uniform(self.num_frames, self.fps, width=width, height=height)
 
 
@@ -133,6 +134,7 @@ def compute_windows(
     Raises:
         ConfigError: a negative ``total_frames``, ``min_frames < 1`` or
             ``window_size < min_frames``.
+
     """
     if total_frames < 0:
         raise ConfigError(f"total_frames must be >= 0, got {total_frames}")
@@ -168,11 +170,13 @@ def sample_count(
 
     The count is ``num_native / native_fps * target_fps`` rounded to the nearest even number
     (halves up), clamped to ``[min_frames, max_frames]`` (rounded inwards to even bounds) and
-    never more than ``num_native``: where that clamp is empty the count is the largest even
-    number ``<= num_native``. The count is always even (Qwen merges frames in pairs) and >= 2.
+    never more than ``num_native``: where that clamp is empty (a window shorter than
+    ``min_frames``) the count is the largest even number ``<= min(max_frames, num_native)``.
+    The count is always even (Qwen merges frames in pairs) and >= 2.
 
     Raises:
         ConfigError: ``num_native < 2``, bad rates, or ``max_frames < 2``.
+
     """
     _check_fps(native_fps)
     _check_fps(target_fps)
@@ -203,6 +207,7 @@ def sample_indices(
 
     Raises:
         ConfigError: see :func:`sample_count`.
+
     """
     n = window.num_frames
     count = sample_count(n, native_fps, target_fps, min_frames, max_frames)
@@ -211,7 +216,7 @@ def sample_indices(
 
 
 def sampled_fps(window: Window, native_fps: float, num_sampled: int) -> float:
-    """The true rate of ``num_sampled`` frames spread over ``window``: count / window duration."""
+    """Return the true rate of ``num_sampled`` frames spread over ``window`` (count / duration)."""
     _check_fps(native_fps)
     if num_sampled < 1:
         raise ConfigError(f"num_sampled must be >= 1, got {num_sampled}")
@@ -279,7 +284,7 @@ IMAGE_REPEAT = 2
 
 
 def image_plan(settings: WindowSettings | None = None) -> WindowPlan:
-    """The plan of a still image: its one frame repeated twice, at ``settings.sampling_fps``.
+    """Plan a still image: its one frame repeated twice, at ``settings.sampling_fps``.
 
     The plugin receives a 2-frame still video whose metadata says ``fps = sampling_fps`` and
     ``duration = 2 / sampling_fps``; the row's ``start_s`` and ``end_s`` are both 0.0.
