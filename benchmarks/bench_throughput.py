@@ -191,6 +191,21 @@ class Runner:
     def vlmcap_two_stage(self, clips: list[torch.Tensor], cap: int = 0) -> ModeResult:
         return self._vlmcap(clips, two_stage=True, cap=cap)
 
+    def prerendered(self, clips: list[torch.Tensor]) -> ModeResult:
+        """Engine-side cost only: requests rendered before the clock starts, then added."""
+        fn = self.llm._preprocess_cmpl_one
+        rendered = [fn(inp) for inp in _naive_inputs(clips, self.ids)]
+        engine = self.llm.llm_engine
+        done: list[Any] = []
+        t0 = time.perf_counter()
+        for i, r in enumerate(rendered):
+            engine.add_request(f"pre-{i}", r, self.params)
+        while engine.has_unfinished_requests():
+            done += [o for o in engine.step() if o.finished]
+        wall = time.perf_counter() - t0
+        p, o = _count(done)
+        return ModeResult(len(clips), wall, p, o, 0)
+
     def naive_two_stage(self, clips: list[torch.Tensor]) -> ModeResult:
         inputs = _naive_inputs(clips, self.ids)
         t0 = time.perf_counter()
@@ -275,6 +290,20 @@ def render_seconds_per_clip(llm: Any, clips: list[torch.Tensor], ids: list[int])
     return (time.perf_counter() - t0) / len(inputs)
 
 
+def render_pool_seconds_per_clip(
+    llm: Any, clips: list[torch.Tensor], ids: list[int], workers: int
+) -> float:
+    """Frontend rendering throughput with a pool of ``workers`` threads (seconds per clip)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fn = llm._preprocess_cmpl_one
+    inputs = _naive_inputs(clips, ids)
+    with ThreadPoolExecutor(workers) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(fn, inputs))
+        return (time.perf_counter() - t0) / len(inputs)
+
+
 def gpu_name() -> str:
     """The accelerator, or the CPU for smoke runs."""
     if torch.cuda.is_available():
@@ -318,8 +347,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runner = Runner(llm, processor, config, w)
     warm = make_clips(attrs.evolve(w, clips=min(8, w.clips)), seed=999)
     runner.naive_generate(warm)
+    diagnostics_pre: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
     fresh = make_clips(attrs.evolve(w, clips=min(4, w.clips)), seed=998)  # not in any cache
+    if args.render_scaling:
+        for k, workers in enumerate((1, 4, 16)):
+            _reset(llm)
+            some = make_clips(attrs.evolve(w, clips=16), seed=500 + k)
+            s = render_pool_seconds_per_clip(llm, some, runner.ids, workers)
+            print(f"render pool {workers:2} threads: {s * 1000:.1f} ms/clip", file=sys.stderr)
+            diagnostics_pre[f"render_pool_{workers}_s_per_clip"] = s
     diagnostics = {
+        **diagnostics_pre,
         "engine_start_s": start_s,
         "render_s_per_clip_single_thread": render_seconds_per_clip(llm, fresh, runner.ids),
         "render_workers": _vllm_compat.render_workers(),
@@ -382,6 +420,7 @@ def main(
     p.add_argument("--engine-json", default="{}", help="extra LLM(...) kwargs as JSON")
     p.add_argument("--model-dir", default="/tmp/qwen7b-shape")
     p.add_argument("--label", default="")
+    p.add_argument("--render-scaling", action="store_true", help="measure render threads 1/4/16")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
     if args.workload == "tiny" and args.max_model_len is None:
