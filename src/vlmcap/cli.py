@@ -241,9 +241,13 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Run the conformance suite on a plugin; exit 0 only if every check passes."""
+    import importlib.util
+
     from vlmcap.testing._checks import load_plugin, plugin_checks, plugin_name, run_check
     from vlmcap.testing._report import ContractFailure, SkippedCheck
 
+    if importlib.util.find_spec("hypothesis") is None:
+        raise ConfigError("vlmcap check needs Hypothesis: pip install hypothesis")
     cwd = str(Path.cwd())
     if cwd not in sys.path:  # `vlmcap check mymodule:Class` works from the project folder
         sys.path.insert(0, cwd)

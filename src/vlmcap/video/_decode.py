@@ -29,6 +29,7 @@ import attrs
 import numpy as np
 import torch
 
+from vlmcap._errors import ConfigError
 from vlmcap._frames import ByteFrames
 from vlmcap._records import VideoMetadata
 from vlmcap._resize import resize_frames, smart_resize
@@ -293,7 +294,7 @@ def iter_decoded(  # noqa: C901 - one decode loop with its error paths
     if not targets:
         return
     if any(a[0] > b[0] for a, b in itertools.pairwise(targets)):
-        raise ValueError("plans must be sorted by window and not overlap")
+        raise ConfigError("plans must be sorted by window and must not overlap")
     path = info.path
     av = _av()
     size = target_size(info.height, info.width, max_pixels)

@@ -1,0 +1,1596 @@
+"""The plugin conformance suite: named checks, a runner and a pytest decorator.
+
+Three layers, as scikit-learn's ``check_estimator``:
+
+- :func:`plugin_checks` yields :class:`Check` objects, one per contract rule
+  (``contracts/README.md``); ``check(plugin)`` raises :class:`ContractViolation` naming the rule.
+- :func:`check_plugin` runs them all and returns a :class:`ConformanceReport` with every
+  failure (it never stops at the first).
+- :func:`parametrize_with_checks` turns them into pytest parameters (pytest is imported only
+  there; the checks themselves never import pytest).
+
+Behavioural rules are properties: each check runs the plugin on ``max_examples`` inputs drawn by
+Hypothesis (:mod:`vlmcap.testing.strategies`), derandomized so that a run is reproducible, and
+reports the smallest failing input it finds.
+
+**The processor.** Token-id plugins need their real processor. The checks load it through the
+plugin's own ``processor()`` inside ``vlmcap.using_model_path(variant, model_path)``, so a
+plugin that calls the inherited ``cls.model_path()`` finds ``model_path``. When no
+``model_path`` is given, the checks use vlmcap's tiny checkpoint for the plugin's variant if
+:func:`vlmcap.testing.tiny_variants` has one, else the tiny Qwen2.5-VL checkpoint
+(``tiny_checkpoint("qwen")``): most video VLMs take a Qwen-like processor and chat template.
+
+**Independence.** A check that needs something another rule guarantees (a method with the
+right signature, a loadable processor, a call that returns) does not fail when that is
+missing: it is skipped (:class:`CheckSkipped`), so each broken rule is reported once.
+"""
+
+import contextlib
+import copy
+import difflib
+import gc
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+import numpy as np
+import torch
+
+from vlmcap._errors import VlmcapError
+from vlmcap._plugin import REQUIRED_METHODS, VllmPlugin, call_processor
+from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
+from vlmcap._vllm_compat import MODALITIES, attach_video_metadata
+from vlmcap.testing._report import (
+    CheckSkipped,
+    ConformanceReport,
+    ContractFailure,
+    ContractViolation,
+    SkippedCheck,
+)
+
+
+DEFAULT_MAX_EXAMPLES = 20
+"""Inputs drawn per property check."""
+
+REFINE_REPEATS = 4
+"""How many times C-REFINE-003 refines the same request to look for repeated ids."""
+
+_P = inspect.Parameter
+_VISUAL = frozenset({"video", "image"})
+_PIXEL_TOLERANCE = 1.0 / 255.0 + 1e-3
+
+
+def _optional_path(value: Path | str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+@attrs.frozen
+class CheckOptions:
+    """What every check of one run shares."""
+
+    model_path: Path | None = attrs.field(default=None, converter=_optional_path)
+    """Checkpoint folder for ``processor()``; ``None``: a tiny checkpoint (module docstring)."""
+    max_examples: int = DEFAULT_MAX_EXAMPLES
+    """Hypothesis examples per property."""
+
+
+CheckFunc = Callable[[Any, CheckOptions], None]
+_TestFunc = TypeVar("_TestFunc", bound=Callable[..., object])
+
+
+@attrs.frozen
+class Check:
+    """One named check, bound to its options: call ``check(plugin)``.
+
+    Raises :class:`ContractViolation` when the plugin breaks ``contract_id``,
+    :class:`CheckSkipped` when the check does not apply.
+    """
+
+    name: str
+    contract_id: str
+    func: CheckFunc = attrs.field(repr=False)
+    options: CheckOptions = attrs.field(factory=CheckOptions, repr=False)
+
+    def __call__(self, plugin: Any) -> None:
+        """Run the check on ``plugin``."""
+        self.func(plugin, self.options)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+_CHECKS: list[tuple[str, CheckFunc]] = []
+
+
+def _check(contract_id: str) -> Callable[[CheckFunc], CheckFunc]:
+    def register(func: CheckFunc) -> CheckFunc:
+        _CHECKS.append((contract_id, func))
+        return func
+
+    return register
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: plugin structure, processor, calls
+# ---------------------------------------------------------------------------------------------
+
+
+def plugin_name(plugin: Any) -> str:
+    """``module:Class`` of a plugin class (or the repr of anything else)."""
+    if isinstance(plugin, type):
+        return f"{plugin.__module__}:{plugin.__qualname__}"
+    return repr(plugin)
+
+
+def load_plugin(spec: str) -> Any:
+    """The plugin named by ``"pkg.module:Class"``, or the registered plugin of a variant name.
+
+    Raises:
+        PluginError: the module cannot be imported or lacks the attribute.
+        UnknownVariantError: a bare name that no plugin provides.
+    """
+    from vlmcap._registry import get_plugin, load_object
+
+    return load_object(spec) if ":" in spec else get_plugin(spec)
+
+
+def default_model_path(variant: str) -> Path:
+    """The tiny checkpoint used when no model path is given (see the module docstring)."""
+    from vlmcap.testing._tiny import tiny_checkpoint, tiny_variants
+
+    return tiny_checkpoint(variant if variant in tiny_variants() else "qwen")
+
+
+def _definition(plugin: type, name: str) -> tuple[type | None, Any]:
+    for klass in inspect.getmro(plugin):
+        if name in vars(klass):
+            return klass, vars(klass)[name]
+    return None, None
+
+
+def _structure_problem(plugin: Any, name: str) -> str | None:  # noqa: PLR0911 - one return per case reads best
+    """Why method ``name`` breaks C-STRUCT-001, or ``None``."""
+    if not isinstance(plugin, type):
+        return (
+            f"the plugin must be a class, got an instance of {type(plugin).__name__}; "
+            "pass the class itself (vlmcap never instantiates plugins)"
+        )
+    owner, raw = _definition(plugin, name)
+    if raw is None:
+        return f"{name}() is missing; implement it as a @staticmethod or @classmethod"
+    if owner is VllmPlugin:
+        return (
+            f"{name}() is not implemented: the class inherits VllmPlugin's empty stub, which "
+            "returns None; implement it"
+        )
+    if isinstance(raw, staticmethod | classmethod):
+        return None
+    if inspect.isfunction(raw):
+        return (
+            f"{name}() is an instance method; vlmcap calls it on the class, so decorate it "
+            "with @staticmethod (or @classmethod and take cls)"
+        )
+    if not callable(getattr(plugin, name, None)):
+        return f"{name} is not callable"
+    return None
+
+
+def _signature(plugin: Any, name: str) -> inspect.Signature | None:
+    try:
+        return inspect.signature(getattr(plugin, name))
+    except (TypeError, ValueError):
+        return None
+
+
+def _extras_problem(
+    shown: str, params: Sequence[inspect.Parameter], *, keyword_only: bool = False
+) -> str | None:
+    for p in params:
+        if p.kind is _P.VAR_KEYWORD:
+            continue
+        if p.kind is _P.VAR_POSITIONAL:
+            return (
+                f"{shown}: *{p.name} is not part of the protocol; extra parameters must be "
+                "optional keyword arguments"
+            )
+        if p.default is _P.empty:
+            return (
+                f"{shown}: extra parameter {p.name!r} is required, but vlmcap never passes it; "
+                "give it a default (an optional keyword argument)"
+            )
+        if keyword_only and p.kind is not _P.KEYWORD_ONLY:
+            return (
+                f"{shown}: extra parameter {p.name!r} is positional, so vlmcap's "
+                f"processor(config) call would fill it; make it keyword-only (after *)"
+            )
+    return None
+
+
+def _positional_problem(
+    name: str, sig: inspect.Signature, required: Sequence[str], optional: Sequence[str] = ()
+) -> str | None:
+    """Why ``name``'s signature differs from ``name(*required, *optional=None)``, or None."""
+    params = list(sig.parameters.values())
+    expected = (*required, *optional)
+    shown = f"{name}{sig}"
+    want = f"{name}({', '.join([*required, *(f'{o}=None' for o in optional)])})"
+    for i, ename in enumerate(expected):
+        if i >= len(params):
+            return f"{shown} lacks parameter {ename!r}; the protocol is {want}"
+        p = params[i]
+        if p.name != ename:
+            return (
+                f"{shown}: parameter {i + 1} is named {p.name!r}, expected {ename!r}; "
+                f"the protocol is {want}"
+            )
+        if p.kind is not _P.POSITIONAL_OR_KEYWORD:
+            return (
+                f"{shown}: {ename!r} is {p.kind.description}, expected positional or keyword; "
+                f"the protocol is {want}"
+            )
+        if ename in optional and p.default is not None:
+            has = "has no default" if p.default is _P.empty else f"defaults to {p.default!r}"
+            return f"{shown}: {ename!r} {has}; it must default to None ({want})"
+    return _extras_problem(shown, params[len(expected) :])
+
+
+_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "model_variant": ((), ()),
+    "model": (("config",), ()),
+    "make_llm_input": (("prompt", "frames", "processor"), ()),
+    "make_refined_llm_request": (("request", "processor"), ("refine_prompt",)),
+    "decode": (("vllm_output",), ()),
+}
+
+_SIGNATURE_IDS = {
+    "model_variant": "C-STRUCT-002",
+    "processor": "C-STRUCT-003",
+    "model": "C-STRUCT-004",
+    "make_llm_input": "C-STRUCT-005",
+    "make_refined_llm_request": "C-STRUCT-006",
+    "decode": "C-STRUCT-007",
+}
+
+
+def _processor_signature_problem(sig: inspect.Signature) -> str | None:
+    params = list(sig.parameters.values())
+    shown = f"processor{sig}"
+    if params and params[0].name == "config" and params[0].kind is _P.POSITIONAL_OR_KEYWORD:
+        params = params[1:]
+    return _extras_problem(shown, params, keyword_only=True)
+
+
+def _signature_problem(plugin: Any, name: str) -> str | None:
+    """Why ``name`` breaks its C-STRUCT signature rule, or ``None``."""
+    sig = _signature(plugin, name)
+    if sig is None:
+        return f"cannot read the signature of {name}(); define it with def"
+    if name == "processor":
+        return _processor_signature_problem(sig)
+    required, optional = _SIGNATURES[name]
+    return _positional_problem(name, sig, required, optional)
+
+
+def _method(plugin: Any, name: str) -> Callable[..., Any]:
+    """``plugin.<name>`` if it keeps C-STRUCT-001 and its signature rule, else skip."""
+    problem = _structure_problem(plugin, name)
+    if problem is not None:
+        raise CheckSkipped(f"{name}() breaks C-STRUCT-001")
+    if _signature_problem(plugin, name) is not None:
+        raise CheckSkipped(f"{name}() breaks {_SIGNATURE_IDS[name]}")
+    method: Callable[..., Any] = getattr(plugin, name)
+    return method
+
+
+def _variant(plugin: Any) -> str:
+    fn = _method(plugin, "model_variant")
+    try:
+        variant = fn()
+    except Exception as exc:
+        raise CheckSkipped(f"model_variant() raised {type(exc).__name__} (C-STRUCT-002)") from exc
+    if not isinstance(variant, str):
+        raise CheckSkipped("model_variant() does not return a str (C-STRUCT-002)")
+    return variant
+
+
+def _model_path(options: CheckOptions, variant: str) -> Path:
+    return options.model_path if options.model_path is not None else default_model_path(variant)
+
+
+def _config(variant: str, options: CheckOptions) -> VllmConfig:
+    return VllmConfig(model_variant=variant, model_path=_model_path(options, variant))
+
+
+_PROCESSORS: dict[tuple[Any, str], tuple[Any, BaseException | None]] = {}
+_PROCESSOR_CACHE_SIZE = 32
+
+
+def _load_processor(plugin: Any, options: CheckOptions) -> Any:
+    """The plugin's processor, loaded once per (plugin, path); re-raises a failed load."""
+    variant = _variant(plugin)
+    config = _config(variant, options)
+    key = (plugin, str(config.model_path))
+    if key not in _PROCESSORS:
+        if len(_PROCESSORS) >= _PROCESSOR_CACHE_SIZE:
+            _PROCESSORS.pop(next(iter(_PROCESSORS)))
+        _method(plugin, "processor")
+        try:
+            _PROCESSORS[key] = (call_processor(plugin, config), None)
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; it is reported
+            _PROCESSORS[key] = (None, exc)
+    processor, error = _PROCESSORS[key]
+    if error is not None:
+        raise error
+    return processor
+
+
+def _tokenizer(processor: Any) -> Any:
+    return getattr(processor, "tokenizer", None) or processor
+
+
+def _processor(plugin: Any, options: CheckOptions) -> Any:
+    """The processor for behavioural checks, or skip (C-STRUCT-008 reports the problem)."""
+    try:
+        processor = _load_processor(plugin, options)
+    except CheckSkipped:
+        raise
+    except Exception as exc:
+        raise CheckSkipped("processor() does not load (C-STRUCT-008)") from exc
+    if processor is None or not callable(getattr(_tokenizer(processor), "decode", None)):
+        raise CheckSkipped("processor() has no tokenizer (C-STRUCT-008)")
+    return processor
+
+
+def _vocab_size(tokenizer: Any) -> int | None:
+    try:
+        return len(tokenizer)
+    except TypeError:
+        size = getattr(tokenizer, "vocab_size", None)
+        return int(size) if isinstance(size, int) else None
+
+
+def _accepts_keyword(func: Callable[..., Any], name: str) -> bool:
+    try:
+        p = inspect.signature(func).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return p is not None and p.kind in (_P.KEYWORD_ONLY, _P.POSITIONAL_OR_KEYWORD)
+
+
+def _metadata(frames: torch.Tensor) -> VideoMetadata:
+    return VideoMetadata.uniform(
+        int(frames.shape[0]), 2.0, width=int(frames.shape[3]), height=int(frames.shape[2])
+    )
+
+
+@attrs.frozen
+class _Plugin:
+    """A plugin with what the behavioural checks need, resolved once per check."""
+
+    plugin: Any
+    variant: str
+    processor: Any
+    options: CheckOptions
+
+    @classmethod
+    def resolve(cls, plugin: Any, options: CheckOptions, method: str) -> "_Plugin":
+        """Resolve ``plugin``, or skip when ``method``, the variant or the processor is broken."""
+        _method(plugin, method)
+        variant = _variant(plugin)
+        return cls(plugin, variant, _processor(plugin, options), options)
+
+    @property
+    def tokenizer(self) -> Any:
+        return _tokenizer(self.processor)
+
+    def make_llm_input(self, prompt: str, frames: torch.Tensor) -> Any:
+        """Call ``make_llm_input`` as vlmcap does (``metadata=``/``config=`` when declared)."""
+        fn = _method(self.plugin, "make_llm_input")
+        kwargs: dict[str, Any] = {}
+        if _accepts_keyword(fn, "metadata"):
+            kwargs["metadata"] = _metadata(frames)
+        if _accepts_keyword(fn, "config"):
+            kwargs["config"] = _config(self.variant, self.options)
+        return fn(prompt, frames, self.processor, **kwargs)
+
+    def try_make_llm_input(self, prompt: str, frames: torch.Tensor) -> dict[str, Any] | None:
+        """``make_llm_input``'s dict; ``None`` if it raises or returns no dict (C-INPUT-001)."""
+        try:
+            out = self.make_llm_input(prompt, frames)
+        except CheckSkipped:
+            raise
+        except Exception:  # noqa: BLE001 - a plugin may raise anything; it is reported
+            return None
+        return out if isinstance(out, dict) else None
+
+    def refine(self, request: VllmCaptionRequest, refine_prompt: str | None) -> Any:
+        """Call ``make_refined_llm_request`` as vlmcap's stage 2 does (three positionals)."""
+        fn = _method(self.plugin, "make_refined_llm_request")
+        return fn(request, self.processor, refine_prompt)
+
+    def try_refine(
+        self, request: VllmCaptionRequest, refine_prompt: str | None
+    ) -> VllmCaptionRequest | None:
+        """The stage-2 request, or ``None`` when the call fails (C-REFINE-001 reports it)."""
+        try:
+            out = self.refine(request, refine_prompt)
+        except CheckSkipped:
+            raise
+        except Exception:  # noqa: BLE001 - a plugin may raise anything; it is reported
+            return None
+        return out if isinstance(out, VllmCaptionRequest) else None
+
+    def stage1(
+        self,
+        frames: torch.Tensor,
+        prompt: str,
+        caption: str | None,
+        refine_prompt: str | None,
+        request_id: str,
+    ) -> VllmCaptionRequest:
+        """The stage-1 request vlmcap would build from the plugin's own ``make_llm_input``.
+
+        Falls back to a canonical ``{"prompt_token_ids", "multi_modal_data": {"video":
+        (frames, metadata)}}`` request when the plugin's inputs break a C-INPUT rule, so that
+        the refinement rules are checked on their own.
+        """
+        md = _metadata(frames)
+        inputs: dict[str, Any] | None = None
+        if _structure_problem(self.plugin, "make_llm_input") is None and (
+            _signature_problem(self.plugin, "make_llm_input") is None
+        ):
+            out = self.try_make_llm_input(prompt, frames)
+            if (
+                out is not None
+                and _prompt_problem(out, self.tokenizer) is None
+                and _modality_problem(out.get("multi_modal_data")) is None
+            ):
+                inputs = attach_video_metadata(out, md)
+        if inputs is None:
+            inputs = {
+                "prompt_token_ids": _encode(self.tokenizer, prompt),
+                "multi_modal_data": {"video": (frames, md.to_vllm())},
+            }
+        return VllmCaptionRequest(
+            request_id=request_id, inputs=inputs, caption=caption, stage2_prompt=refine_prompt
+        )
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    try:
+        ids = tokenizer.encode(text, add_special_tokens=False)
+    except TypeError:
+        ids = tokenizer.encode(text)
+    return [int(i) for i in ids]
+
+
+def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
+    try:
+        text = tokenizer.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+    except TypeError:
+        text = tokenizer.decode(list(ids))
+    return str(text)
+
+
+def _for_all(options: CheckOptions, strategy: Any, body: Callable[[Any], None]) -> None:
+    """Run ``body`` on ``options.max_examples`` values of ``strategy``; raise the smallest failure.
+
+    Derandomized (a run is reproducible) and without an example database (nothing is written to
+    the working directory).
+    """
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+
+    @settings(
+        max_examples=options.max_examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        report_multiple_bugs=False,
+        suppress_health_check=list(HealthCheck),
+        verbosity=Verbosity.quiet,
+        # No explain phase: it reruns the plugin hundreds of times to annotate the example.
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+    )
+    @given(strategy)
+    def run(value: Any) -> None:
+        body(value)
+
+    run()
+
+
+def _describe_frames(frames: torch.Tensor) -> str:
+    return f"frames of shape {tuple(frames.shape)} {str(frames.dtype).removeprefix('torch.')}"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _tail(text: str, limit: int = 160) -> str:
+    """The end of a long prompt, where the prompt text and caption go."""
+    return repr(text if len(text) <= limit else "..." + text[3 - limit :])
+
+
+def _squash(text: str) -> str:
+    return "".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared validators (C-INPUT-002/003 and C-REFINE-009)
+# ---------------------------------------------------------------------------------------------
+
+
+def _prompt_problem(inputs: Mapping[str, Any], tokenizer: Any) -> str | None:  # noqa: PLR0911 - one return per case reads best
+    """Why ``inputs`` is not a vLLM prompt with ``multi_modal_data``, or ``None``."""
+    if "prompt_token_ids" in inputs:
+        ids = inputs["prompt_token_ids"]
+        if not isinstance(ids, list | tuple) or not ids:
+            return (
+                f"prompt_token_ids is {type(ids).__name__}"
+                f"{' (empty)' if isinstance(ids, list | tuple) else ''}; it must be a non-empty "
+                "list of int (e.g. processor.apply_chat_template(...)[0].tolist())"
+            )
+        bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool)]
+        if bad:
+            return (
+                f"prompt_token_ids holds {type(bad[0]).__name__} values ({bad[0]!r}); "
+                "convert them with int() or .tolist()"
+            )
+        vocab = _vocab_size(tokenizer)
+        out = [i for i in ids if i < 0 or (vocab is not None and i >= vocab)]
+        if out:
+            return f"prompt_token_ids holds {out[0]}, outside the tokenizer's vocabulary of {vocab}"
+    elif "prompt" in inputs:
+        prompt = inputs["prompt"]
+        if not isinstance(prompt, str) or not prompt:
+            return f"prompt is {prompt!r}; it must be a non-empty str"
+    else:
+        return (
+            f"the inputs have keys {sorted(inputs)}: neither prompt_token_ids nor prompt; "
+            "vLLM needs one of them"
+        )
+    if not isinstance(inputs.get("multi_modal_data"), Mapping):
+        return (
+            f"multi_modal_data is {type(inputs.get('multi_modal_data')).__name__}; it must be a "
+            "dict such as {'video': frames}"
+        )
+    return None
+
+
+def _modality_problem(mm: Any) -> str | None:
+    """Why ``mm`` does not use vLLM's modality names, or ``None``."""
+    if not isinstance(mm, Mapping):
+        return "multi_modal_data is not a dict"
+    unknown = sorted(str(k) for k in mm if k not in MODALITIES)
+    if unknown:
+        hints = []
+        for key in unknown:
+            stem = key.lower().removesuffix("s")
+            match = difflib.get_close_matches(stem, sorted(MODALITIES), 1, 0.4)
+            if match:
+                hints.append(f"{key!r} -> {match[0]!r}")
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        return (
+            f"multi_modal_data has key(s) {unknown}; vLLM knows only {sorted(MODALITIES)}, "
+            f"singular{hint}"
+        )
+    if not _VISUAL & set(mm):
+        return f"multi_modal_data has no 'video' or 'image' (keys: {sorted(mm)})"
+    return None
+
+
+def _prompt_text(inputs: Mapping[str, Any], tokenizer: Any) -> str | None:
+    """The prompt as text (decoded token ids, or ``prompt``), or ``None`` if malformed."""
+    if _prompt_problem(inputs, tokenizer) is not None:
+        return None
+    if "prompt_token_ids" in inputs:
+        return _decode(tokenizer, inputs["prompt_token_ids"])
+    return str(inputs["prompt"])
+
+
+def _unwrap_video(video: Any) -> Any:
+    """The frames of any of vLLM's video forms: bare, ``(frames, metadata)``, ``[that]``."""
+    if isinstance(video, list) and len(video) == 1:
+        video = video[0]
+    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):
+        video = video[0]
+    return video
+
+
+def _as_tensor(x: Any) -> torch.Tensor | None:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    return None
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+
+
+def _is_image(x: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL comes with transformers
+        return False
+    return isinstance(x, Image.Image)
+
+
+def _layout_hint(shape: tuple[int, ...], num_frames: int) -> str:
+    if len(shape) == 4 and shape[0] == 3 and shape[1] == num_frames:
+        return "it looks like (3, T, H, W): do not transpose(0, 1) the frames"
+    if len(shape) == 4 and shape[-1] == 3:
+        return "it looks channels-last (T, H, W, 3): do not permute the frames"
+    return "keep the (frames, 3, height, width) layout the plugin was given"
+
+
+def _video_layout_problem(video: Any, original: torch.Tensor, frames_obj: Any) -> str | None:  # noqa: PLR0911 - one return per case reads best
+    v = _unwrap_video(video)
+    if v is frames_obj:
+        return None
+    t = int(original.shape[0])
+    if isinstance(v, list):
+        if len(v) != t:
+            return f"the video is a list of {len(v)} items for {t} input frames"
+        for item in v:
+            tensor = _as_tensor(item)
+            if not _is_image(item) and (
+                tensor is None or tensor.ndim != 3 or int(tensor.shape[0]) != 3
+            ):
+                return "the video is a list, but not of PIL images or (3, H, W) tensors"
+        return None
+    tensor = _as_tensor(v)
+    if tensor is None:
+        return (
+            f"multi_modal_data['video'] is a {type(v).__name__}; pass the frames tensor "
+            "(or (frames, metadata))"
+        )
+    shape = tuple(int(s) for s in tensor.shape)
+    if len(shape) != 4 or shape[1] != 3 or shape[0] != t:
+        return (
+            f"multi_modal_data['video'] has shape {shape} for input frames of shape "
+            f"{tuple(original.shape)}; expected ({t}, 3, H', W'): {_layout_hint(shape, t)} "
+            "(seed guide, bug 5)"
+        )
+    if shape[2:] == tuple(original.shape[2:]) and not torch.allclose(
+        _unit(tensor), _unit(original), atol=_PIXEL_TOLERANCE, rtol=0.0
+    ):
+        return (
+            f"multi_modal_data['video'] has the input's shape {shape} but other pixels: the "
+            "frames were reordered or altered (a transpose or permute followed by a reshape?)"
+        )
+    return None
+
+
+def _image_layout_problem(images: Any, original: torch.Tensor) -> str | None:
+    items = images if isinstance(images, list) else [images]
+    t = int(original.shape[0])
+    if not 1 <= len(items) <= t:
+        return f"multi_modal_data['image'] holds {len(items)} images for {t} frames"
+    for item in items:
+        if _is_image(item):
+            continue
+        tensor = _as_tensor(item)
+        if tensor is None or tensor.ndim != 3 or int(tensor.shape[0]) != 3:
+            shape = None if tensor is None else tuple(tensor.shape)
+            return (
+                f"multi_modal_data['image'] holds a {type(item).__name__} (shape {shape}); "
+                "use PIL images or (3, H, W) tensors"
+            )
+    return None
+
+
+def _snapshot(obj: Any) -> Any:  # noqa: PLR0911 - one return per case reads best
+    """A deep copy for before/after comparison (tensors cloned)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, Mapping):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_snapshot(v) for v in obj)
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001 - a plugin may raise anything; it is reported
+        return obj
+
+
+def _difference(before: Any, after: Any, path: str) -> str | None:  # noqa: C901, PLR0911, PLR0912 - one branch per container type
+    """Where ``after`` differs from the snapshot ``before``, or ``None``."""
+    if isinstance(before, torch.Tensor):
+        if not isinstance(after, torch.Tensor):
+            return f"{path} was replaced by a {type(after).__name__}"
+        if before.shape != after.shape or before.dtype != after.dtype:
+            return (
+                f"{path} changed from {tuple(before.shape)} {before.dtype} "
+                f"to {tuple(after.shape)} {after.dtype}"
+            )
+        if not torch.equal(before, after.detach().to(before.device)):
+            return f"{path} had its values changed in place"
+        return None
+    if isinstance(before, np.ndarray):
+        if not isinstance(after, np.ndarray) or not np.array_equal(before, after):
+            return f"{path} was changed"
+        return None
+    if isinstance(before, dict):
+        if not isinstance(after, Mapping):
+            return f"{path} was replaced by a {type(after).__name__}"
+        if set(before) != set(after):
+            added = sorted(map(str, set(after) - set(before)))
+            removed = sorted(map(str, set(before) - set(after)))
+            return f"{path} changed keys (added {added}, removed {removed})"
+        for k in before:
+            diff = _difference(before[k], after[k], f"{path}[{k!r}]")
+            if diff:
+                return diff
+        return None
+    if isinstance(before, list | tuple):
+        if type(after) is not type(before) or len(after) != len(before):
+            return f"{path} was changed (length or type)"
+        for i, (b, a) in enumerate(zip(before, after, strict=True)):
+            diff = _difference(b, a, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    try:
+        same = bool(before == after)
+    except Exception:  # noqa: BLE001 - a plugin may raise anything; it is reported
+        same = before is after
+    return None if same else f"{path} changed from {before!r:.60} to {after!r:.60}"
+
+
+def _same_video(before: Any, after: Any) -> bool:
+    if before is after:
+        return True
+    b, a = _unwrap_video(before), _unwrap_video(after)
+    if b is a:
+        return True
+    bt, at = _as_tensor(b), _as_tensor(a)
+    if bt is not None and at is not None:
+        return bt.shape == at.shape and bt.dtype == at.dtype and torch.equal(bt, at)
+    if isinstance(b, list) and isinstance(a, list) and len(a) == len(b):
+        return all(x is y or _same_video(x, y) for x, y in zip(b, a, strict=True))
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# C-STRUCT: structure and signatures
+# ---------------------------------------------------------------------------------------------
+
+
+@_check("C-STRUCT-001")
+def check_methods_implemented(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-001: a class implementing the six required methods as static/class methods."""
+    problems = [p for name in REQUIRED_METHODS if (p := _structure_problem(plugin, name))]
+    if not isinstance(plugin, type):
+        problems = problems[:1]
+    if problems:
+        raise ContractViolation("C-STRUCT-001", "; ".join(problems))
+
+
+@_check("C-STRUCT-002")
+def check_model_variant(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-002: ``model_variant()`` returns the same non-empty str every time."""
+    if _structure_problem(plugin, "model_variant") is not None:
+        raise CheckSkipped("model_variant() breaks C-STRUCT-001")
+    problem = _signature_problem(plugin, "model_variant")
+    if problem is not None:
+        raise ContractViolation("C-STRUCT-002", problem)
+    try:
+        first, second = plugin.model_variant(), plugin.model_variant()
+    except Exception as exc:
+        raise ContractViolation(
+            "C-STRUCT-002", f"model_variant() raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(first, str):
+        raise ContractViolation(
+            "C-STRUCT-002",
+            f"model_variant() returned {type(first).__name__} {first!r}; return a str",
+        )
+    if not first.strip() or first != first.strip():
+        raise ContractViolation(
+            "C-STRUCT-002",
+            f"model_variant() returned {first!r}; return a non-empty name without surrounding "
+            "whitespace, such as 'videollama'",
+        )
+    if first != second:
+        raise ContractViolation(
+            "C-STRUCT-002",
+            f"model_variant() returned {first!r}, then {second!r}; it must be constant",
+        )
+
+
+def _signature_check(plugin: Any, name: str) -> None:
+    if _structure_problem(plugin, name) is not None:
+        raise CheckSkipped(f"{name}() breaks C-STRUCT-001")
+    problem = _signature_problem(plugin, name)
+    if problem is not None:
+        raise ContractViolation(_SIGNATURE_IDS[name], problem)
+
+
+@_check("C-STRUCT-003")
+def check_processor_signature(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-003: ``processor()`` takes no argument (or an optional first ``config``)."""
+    _signature_check(plugin, "processor")
+
+
+@_check("C-STRUCT-004")
+def check_model_signature(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-004: ``model(config)``."""
+    _signature_check(plugin, "model")
+
+
+@_check("C-STRUCT-005")
+def check_make_llm_input_signature(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-005: ``make_llm_input(prompt, frames, processor, *, optional extras)``."""
+    _signature_check(plugin, "make_llm_input")
+
+
+@_check("C-STRUCT-006")
+def check_make_refined_llm_request_signature(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-006: ``make_refined_llm_request(request, processor, refine_prompt=None)``."""
+    _signature_check(plugin, "make_refined_llm_request")
+
+
+@_check("C-STRUCT-007")
+def check_decode_signature(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
+    """C-STRUCT-007: ``decode(vllm_output)``."""
+    _signature_check(plugin, "decode")
+
+
+@_check("C-STRUCT-008")
+def check_processor_loads(plugin: Any, options: CheckOptions) -> None:
+    """C-STRUCT-008: ``processor()`` loads under ``using_model_path`` and has a tokenizer."""
+    variant = _variant(plugin)
+    path = _model_path(options, variant)
+    try:
+        processor = _load_processor(plugin, options)
+    except CheckSkipped:
+        raise
+    except Exception as exc:
+        raise ContractViolation(
+            "C-STRUCT-008",
+            f"processor() raised {type(exc).__name__}: {exc} (model path {path}); load it from "
+            "cls.model_path(), which vlmcap points at the checkpoint folder",
+        ) from exc
+    if processor is None:
+        raise ContractViolation("C-STRUCT-008", "processor() returned None")
+    tokenizer = _tokenizer(processor)
+    if not callable(getattr(tokenizer, "decode", None)):
+        raise ContractViolation(
+            "C-STRUCT-008",
+            f"processor() returned a {type(processor).__name__} with no tokenizer "
+            "(no .tokenizer and no .decode); return the Hugging Face processor or tokenizer",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# C-INPUT: make_llm_input
+# ---------------------------------------------------------------------------------------------
+
+
+def _input_cases() -> Any:
+    from hypothesis import strategies as st
+
+    from vlmcap.testing import strategies as vst
+
+    return st.tuples(vst.frames(), vst.prompts())
+
+
+@_check("C-INPUT-001")
+def check_input_accepts_valid_frames(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-001: ``make_llm_input`` returns a dict for every valid frames tensor and prompt."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        try:
+            out = p.make_llm_input(prompt, frames)
+        except CheckSkipped:
+            raise
+        except Exception as exc:
+            raise ContractViolation(
+                "C-INPUT-001",
+                f"make_llm_input raised {type(exc).__name__}: {exc} for {_describe_frames(frames)} "
+                f"and prompt {_short(prompt)}; accept (T, 3, H, W) uint8 in [0, 255] and float in "
+                "[0, 1] frames of any size",
+            ) from exc
+        if not isinstance(out, dict):
+            raise ContractViolation(
+                "C-INPUT-001",
+                f"make_llm_input returned a {type(out).__name__} for {_describe_frames(frames)}; "
+                "return a dict with prompt_token_ids (or prompt) and multi_modal_data",
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+@_check("C-INPUT-002")
+def check_input_has_prompt(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-002: the inputs hold a valid prompt and a ``multi_modal_data`` dict."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        out = p.try_make_llm_input(prompt, frames)
+        if out is None:
+            return
+        problem = _prompt_problem(out, p.tokenizer)
+        if problem is not None:
+            raise ContractViolation(
+                "C-INPUT-002", f"make_llm_input for {_describe_frames(frames)}: {problem}"
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+@_check("C-INPUT-003")
+def check_input_modality_keys(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-003: ``multi_modal_data`` keys are vLLM's (``video``/``image``; seed bug 2)."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        out = p.try_make_llm_input(prompt, frames)
+        if out is None or not isinstance(out.get("multi_modal_data"), Mapping):
+            return
+        problem = _modality_problem(out["multi_modal_data"])
+        if problem is not None:
+            raise ContractViolation(
+                "C-INPUT-003", f"make_llm_input: {problem} (seed guide, bug 2)"
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+@_check("C-INPUT-004")
+def check_input_frame_layout(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-004: the video is the input frames or a same-layout derivative (seed bug 5)."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        original = frames.clone()
+        out = p.try_make_llm_input(prompt, frames)
+        if out is None or not isinstance(out.get("multi_modal_data"), Mapping):
+            return
+        mm = out["multi_modal_data"]
+        problem = None
+        if "video" in mm:
+            problem = _video_layout_problem(mm["video"], original, frames)
+        if problem is None and "image" in mm:
+            problem = _image_layout_problem(mm["image"], original)
+        if problem is not None:
+            raise ContractViolation(
+                "C-INPUT-004", f"make_llm_input for {_describe_frames(original)}: {problem}"
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+@_check("C-INPUT-005")
+def check_input_includes_prompt(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-005: the decoded prompt of the inputs contains the prompt text."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        out = p.try_make_llm_input(prompt, frames)
+        if out is None:
+            return
+        text = _prompt_text(out, p.tokenizer)
+        if text is not None and _squash(prompt) not in _squash(text):
+            raise ContractViolation(
+                "C-INPUT-005",
+                f"the prompt {_short(prompt)} is not in the model's prompt {_tail(text)}; "
+                "put the prompt argument into the chat message",
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+@_check("C-INPUT-006")
+def check_input_leaves_frames_unchanged(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-006: ``make_llm_input`` does not modify the frames in place."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        before = frames.clone()
+        p.try_make_llm_input(prompt, frames)
+        diff = _difference(before, frames, "frames")
+        if diff is not None:
+            raise ContractViolation(
+                "C-INPUT-006",
+                f"make_llm_input changed its input: {diff} (for {_describe_frames(before)}); "
+                "work on a copy (frames.float() / 255, not frames.div_(255))",
+            )
+
+    _for_all(options, _input_cases(), body)
+
+
+# ---------------------------------------------------------------------------------------------
+# C-REFINE: make_refined_llm_request
+# ---------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _RefineCase:
+    frames: torch.Tensor
+    prompt: str
+    caption: str
+    refine_prompt: str | None
+    request_id: str
+
+    def request(self, p: _Plugin, caption: str | None = None) -> VllmCaptionRequest:
+        return p.stage1(
+            self.frames,
+            self.prompt,
+            self.caption if caption is None else caption,
+            self.refine_prompt,
+            self.request_id,
+        )
+
+    def describe(self) -> str:
+        rp = "None" if self.refine_prompt is None else _short(self.refine_prompt)
+        return (
+            f"stage-1 request {self.request_id!r} with caption {_short(self.caption)}, "
+            f"refine_prompt {rp}, {_describe_frames(self.frames)}"
+        )
+
+
+def _refine_cases(*, refine_prompt: str = "maybe") -> Any:
+    from hypothesis import strategies as st
+
+    from vlmcap.testing import strategies as vst
+
+    prompts = {"maybe": st.none() | vst.prompts(), "always": vst.prompts()}[refine_prompt]
+    return st.builds(
+        _RefineCase,
+        vst.frames(),
+        vst.prompts(),
+        vst.captions(),
+        prompts,
+        vst.request_ids(),
+    )
+
+
+@_check("C-REFINE-001")
+def check_refine_returns_request(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-001: a ``VllmCaptionRequest`` for every stage-1 request with a caption."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        request = case.request(p)
+        try:
+            out = p.refine(request, case.refine_prompt)
+        except CheckSkipped:
+            raise
+        except Exception as exc:
+            raise ContractViolation(
+                "C-REFINE-001",
+                f"make_refined_llm_request raised {type(exc).__name__}: {exc} for "
+                f"{case.describe()}",
+            ) from exc
+        if not isinstance(out, VllmCaptionRequest):
+            raise ContractViolation(
+                "C-REFINE-001",
+                f"make_refined_llm_request returned a {type(out).__name__}; return "
+                "vlmcap.VllmCaptionRequest(request_id=..., inputs=...)",
+            )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-002")
+def check_refine_resets_caption(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-002: the stage-2 request has ``caption`` and ``stage2_prompt`` None (seed bug 1)."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        out = p.try_refine(case.request(p), case.refine_prompt)
+        if out is None:
+            return
+        kept = [
+            f"{field}={getattr(out, field)!r:.60}"
+            for field in ("caption", "stage2_prompt")
+            if getattr(out, field) is not None
+        ]
+        if kept:
+            raise ContractViolation(
+                "C-REFINE-002",
+                f"the stage-2 request keeps {', '.join(kept)}; build it with only request_id and "
+                "inputs so both stay None (seed guide, bug 1)",
+            )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-003")
+def check_refine_new_request_id(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-003: a fresh, unique ``request_id`` on every refinement."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        request = case.request(p)
+        ids: list[object] = []
+        for _ in range(REFINE_REPEATS):
+            out = p.try_refine(request, case.refine_prompt)
+            if out is None:
+                return
+            rid: object = out.request_id
+            ids.append(rid)
+        for rid in ids:
+            if not isinstance(rid, str) or not rid:
+                raise ContractViolation(
+                    "C-REFINE-003", f"the stage-2 request_id is {rid!r}; use a non-empty str"
+                )
+            if rid == request.request_id:
+                raise ContractViolation(
+                    "C-REFINE-003",
+                    f"the stage-2 request reuses the stage-1 id {rid!r}; make a new one, e.g. "
+                    "secrets.token_hex(8)",
+                )
+        if len(set(ids)) != len(ids):
+            raise ContractViolation(
+                "C-REFINE-003",
+                f"refining the same request {REFINE_REPEATS} times gave repeated ids {ids}; make "
+                "each id unique, e.g. secrets.token_hex(8)",
+            )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-004")
+def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-004: stage 2 reuses the stage-1 video object (seed bug 3)."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        request = case.request(p)
+        before = request.inputs["multi_modal_data"]
+        out = p.try_refine(request, case.refine_prompt)
+        if out is None or not isinstance(out.inputs, Mapping):
+            return
+        after = out.inputs.get("multi_modal_data")
+        if not isinstance(after, Mapping):
+            return
+        for key in sorted(_VISUAL & set(before)):
+            if key not in after:
+                raise ContractViolation(
+                    "C-REFINE-004",
+                    f"the stage-2 multi_modal_data has no {key!r}; pass "
+                    f"request.inputs['multi_modal_data'][{key!r}] on (seed guide, bug 3)",
+                )
+            if not _same_video(before[key], after[key]):
+                got = _as_tensor(_unwrap_video(after[key]))
+                what = f"shape {tuple(got.shape)}" if got is not None else type(after[key]).__name__
+                raise ContractViolation(
+                    "C-REFINE-004",
+                    f"the stage-2 {key!r} ({what}) is not the stage-1 one; reuse "
+                    f"request.inputs['multi_modal_data'][{key!r}] instead of decoding or "
+                    "building frames again (seed guide, bug 3)",
+                )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-005")
+def check_refine_includes_caption(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-005: the stage-2 prompt contains the stage-1 caption."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        out = p.try_refine(case.request(p), case.refine_prompt)
+        if out is None or not isinstance(out.inputs, Mapping):
+            return
+        text = _prompt_text(out.inputs, p.tokenizer)
+        if text is not None and _squash(case.caption) not in _squash(text):
+            raise ContractViolation(
+                "C-REFINE-005",
+                f"the stage-1 caption {_short(case.caption)} is not in the stage-2 prompt "
+                f"{_tail(text)}; build it as refine_prompt + request.caption",
+            )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-006")
+def check_refine_uses_refine_prompt(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-006: a given ``refine_prompt`` is in the stage-2 prompt."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        assert case.refine_prompt is not None
+        out = p.try_refine(case.request(p), case.refine_prompt)
+        if out is None or not isinstance(out.inputs, Mapping):
+            return
+        text = _prompt_text(out.inputs, p.tokenizer)
+        if text is not None and _squash(case.refine_prompt) not in _squash(text):
+            raise ContractViolation(
+                "C-REFINE-006",
+                f"refine_prompt {_short(case.refine_prompt)} is not in the stage-2 prompt "
+                f"{_tail(text)}; use the default only when refine_prompt is None",
+            )
+
+    _for_all(options, _refine_cases(refine_prompt="always"), body)
+
+
+@_check("C-REFINE-007")
+def check_refine_leaves_request_unchanged(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-007: the stage-1 request (inputs, tensors included) is not modified."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        request = case.request(p)
+        before = _snapshot(dict(request.inputs))
+        p.try_refine(request, case.refine_prompt)
+        diff = _difference(before, request.inputs, "request.inputs")
+        if diff is not None:
+            raise ContractViolation(
+                "C-REFINE-007",
+                f"make_refined_llm_request modified the stage-1 request: {diff}; build new "
+                "inputs instead of changing request.inputs",
+            )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-008")
+def check_refine_rejects_missing_caption(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-008: a request without caption raises a clear error (seed bug 6)."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+    fix = (
+        "check it first: if request.caption is None: raise ValueError('request caption is None: "
+        "stage 2 needs the stage-1 caption') (seed guide, bug 6)"
+    )
+
+    def body(case: _RefineCase) -> None:
+        request = attrs.evolve(case.request(p), caption=None)
+        try:
+            out = p.refine(request, case.refine_prompt)
+        except CheckSkipped:
+            raise
+        except (ValueError, TypeError, VlmcapError) as exc:
+            if "caption" in str(exc).lower():
+                return
+            raise ContractViolation(
+                "C-REFINE-008",
+                f"a request with caption None made it raise "
+                f"{type(exc).__name__}({str(exc)!r:.80}), "
+                f"which does not say what is wrong; {fix}",
+            ) from exc
+        except Exception as exc:
+            raise ContractViolation(
+                "C-REFINE-008",
+                f"a request with caption None made it raise {type(exc).__name__}: {exc}; "
+                f"expected a ValueError naming the caption; {fix}",
+            ) from exc
+        raise ContractViolation(
+            "C-REFINE-008",
+            f"a request with caption None was accepted (returned {type(out).__name__}); {fix}",
+        )
+
+    _for_all(options, _refine_cases(), body)
+
+
+@_check("C-REFINE-009")
+def check_refine_inputs_valid(plugin: Any, options: CheckOptions) -> None:
+    """C-REFINE-009: the stage-2 inputs are valid vLLM inputs."""
+    p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
+
+    def body(case: _RefineCase) -> None:
+        out = p.try_refine(case.request(p), case.refine_prompt)
+        if out is None:
+            return
+        inputs: object = out.inputs
+        if not isinstance(inputs, Mapping):
+            problem: str | None = f"inputs is a {type(inputs).__name__}, not a dict"
+        else:
+            problem = _prompt_problem(inputs, p.tokenizer) or _modality_problem(
+                inputs.get("multi_modal_data")
+            )
+        if problem is not None:
+            raise ContractViolation("C-REFINE-009", f"the stage-2 inputs: {problem}")
+
+    _for_all(options, _refine_cases(), body)
+
+
+# ---------------------------------------------------------------------------------------------
+# C-DECODE: decode
+# ---------------------------------------------------------------------------------------------
+
+
+def _output_text(output: Any) -> str:
+    return str(output.outputs[0].text)
+
+
+@_check("C-DECODE-001")
+def check_decode_returns_str(plugin: Any, options: CheckOptions) -> None:
+    """C-DECODE-001: ``decode`` returns a str for every finished output (seed bug 4)."""
+    decode = _method(plugin, "decode")
+    from vlmcap.testing import strategies as vst
+
+    def body(output: Any) -> None:
+        desc = (
+            f"an output with text {_short(_output_text(output))} and finish_reason "
+            f"{output.outputs[0].finish_reason!r}"
+        )
+        try:
+            caption = decode(output)
+        except Exception as exc:
+            raise ContractViolation(
+                "C-DECODE-001", f"decode raised {type(exc).__name__}: {exc} for {desc}"
+            ) from exc
+        if not isinstance(caption, str):
+            raise ContractViolation(
+                "C-DECODE-001",
+                f"decode returned a {type(caption).__name__} ({caption!r:.60}) for {desc}; return "
+                "vllm_output.outputs[0].text (seed guide, bug 4)",
+            )
+
+    _for_all(options, vst.request_outputs(), body)
+
+
+@_check("C-DECODE-002")
+def check_decode_returns_text(plugin: Any, options: CheckOptions) -> None:
+    """C-DECODE-002: ``decode`` returns the first completion's text (ends stripped)."""
+    decode = _method(plugin, "decode")
+    from vlmcap.testing import strategies as vst
+
+    def body(output: Any) -> None:
+        try:
+            caption = decode(output)
+        except Exception:  # noqa: BLE001 - a plugin may raise anything; it is reported
+            return
+        if not isinstance(caption, str):
+            return
+        text = _output_text(output)
+        if " ".join(caption.split()) != " ".join(text.split()):
+            raise ContractViolation(
+                "C-DECODE-002",
+                f"decode returned {_short(caption)} for an output whose text is {_short(text)}; "
+                "return vllm_output.outputs[0].text (stripping whitespace is fine)",
+            )
+
+    _for_all(options, vst.request_outputs(), body)
+
+
+# ---------------------------------------------------------------------------------------------
+# C-ENGINE: the real engine (engine=True)
+# ---------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def registered(plugin: Any, variant: str) -> Iterator[None]:
+    """Make ``get_plugin(variant)`` return ``plugin`` inside the block, then restore."""
+    from vlmcap._registry import get_plugin, register_plugin, unregister_plugin
+
+    def current() -> Any:
+        try:
+            return get_plugin(variant)
+        except VlmcapError:
+            return None
+
+    previous = current()
+    if previous is plugin:
+        yield
+        return
+    register_plugin(plugin)
+    try:
+        yield
+    finally:
+        unregister_plugin(variant)
+        if previous is not None and current() is not previous:
+            register_plugin(previous)
+
+
+def _shutdown(llm: Any) -> None:
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    shutdown = getattr(core, "shutdown", None)
+    if callable(shutdown):
+        with contextlib.suppress(Exception):
+            shutdown()
+
+
+ENGINE_PROMPT = "Describe the video."
+ENGINE_REFINE_PROMPT = "Improve the following video description: "
+
+
+@_check("C-ENGINE-001")
+def check_engine_round_trip(plugin: Any, options: CheckOptions) -> None:
+    """C-ENGINE-001: stage 1 and stage 2 through a real vLLM engine on the tiny checkpoint."""
+    from vlmcap._captioner import (
+        auto_processor,
+        caption_results,
+        make_model_inputs,
+        sampling_params,
+        vllm_model,
+    )
+    from vlmcap.testing._media import synthetic_clip
+
+    for name in REQUIRED_METHODS:
+        _method(plugin, name)
+    variant = _variant(plugin)
+    config = VllmConfig(
+        model_variant=variant,
+        model_path=_model_path(options, variant),
+        max_output_tokens=16,
+        max_model_len=4096,
+    )
+    with registered(plugin, variant):
+        try:
+            llm = vllm_model(config)
+        except Exception as exc:
+            raise ContractViolation(
+                "C-ENGINE-001",
+                f"model(config) did not start an engine: {type(exc).__name__}: {exc}",
+            ) from exc
+        try:
+            processor = auto_processor(config)
+            clips = [synthetic_clip(8, 56, 56, seed=s) for s in range(2)]
+            inputs = make_model_inputs(clips, config, processor, ENGINE_PROMPT)
+            results = caption_results(
+                inputs, llm, processor, sampling_params(config), config, 0,
+                inflight_batching=True, stage2_prompts=[None, ENGINE_REFINE_PROMPT],
+            )
+        except Exception as exc:
+            raise ContractViolation(
+                "C-ENGINE-001", f"captioning failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            _shutdown(llm)
+            del llm
+            gc.collect()
+    for i, (result, stages) in enumerate(zip(results, (1, 2), strict=True)):
+        if not result.ok or not result.text or result.stages != stages:
+            raise ContractViolation(
+                "C-ENGINE-001",
+                f"clip {i} ({stages} stage(s)) ended {result.status} after {result.stages} "
+                f"stage(s): {result.error or repr(result.text)}",
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# Runner and pytest decorator
+# ---------------------------------------------------------------------------------------------
+
+
+def plugin_checks(
+    plugin: Any,  # noqa: ARG001 - mirrors check_plugin
+    *,
+    model_path: Path | str | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    engine: bool = False,
+) -> Iterator[Check]:
+    """Every check of the contract, in ``contracts/README.md`` order; call ``check(plugin)``.
+
+    Args:
+        plugin: the plugin class (checks do not depend on it yet; kept for symmetry).
+        model_path: checkpoint folder for ``processor()`` (default: a tiny checkpoint).
+        max_examples: Hypothesis examples per property check.
+        engine: include C-ENGINE-001, which starts a real vLLM engine (~25 s on CPU).
+    """
+    options = CheckOptions(model_path=model_path, max_examples=max_examples)
+    for contract_id, func in _CHECKS:
+        if contract_id.startswith("C-ENGINE-") and not engine:
+            continue
+        yield Check(name=func.__name__, contract_id=contract_id, func=func, options=options)
+
+
+def _violation_in(exc: BaseException) -> ContractViolation | None:
+    if isinstance(exc, ContractViolation):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _violation_in(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def run_check(check: Check, plugin: Any) -> ContractFailure | SkippedCheck | None:
+    """Run one check; its failure, its skip, or ``None`` when it passed."""
+    try:
+        check(plugin)
+    except ContractViolation as exc:
+        return ContractFailure(exc.contract_id, check.name, exc.message)
+    except CheckSkipped as exc:
+        return SkippedCheck(check.name, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; it is reported
+        found = _violation_in(exc)
+        if found is not None:
+            return ContractFailure(
+                found.contract_id,
+                check.name,
+                f"{found.message} (intermittent: {type(exc).__name__})",
+            )
+        return ContractFailure(
+            check.contract_id, check.name, f"the check crashed: {type(exc).__name__}: {exc}"
+        )
+    return None
+
+
+def check_plugin(
+    plugin: Any,
+    *,
+    model_path: Path | str | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    engine: bool = False,
+) -> ConformanceReport:
+    """Run every conformance check on ``plugin`` and report all failures.
+
+    Args:
+        plugin: the plugin class (written as in the seed guide, subclassing
+            :class:`~vlmcap.VllmPlugin` or not).
+        model_path: checkpoint folder that the plugin's ``processor()`` (and, with
+            ``engine=True``, ``model()``) load through ``cls.model_path()``. ``None``: vlmcap's
+            tiny checkpoint for the plugin's variant, or the tiny Qwen2.5-VL one.
+        max_examples: Hypothesis examples per property check.
+        engine: also run C-ENGINE-001 (a real vLLM engine, stage 1 and stage 2).
+
+    Returns:
+        A :class:`ConformanceReport`; ``report.ok`` is True when nothing failed, and
+        ``report.raise_if_failed()`` raises with every failure.
+    """
+    names: list[str] = []
+    failures: list[ContractFailure] = []
+    skipped: list[SkippedCheck] = []
+    for check in plugin_checks(
+        plugin, model_path=model_path, max_examples=max_examples, engine=engine
+    ):
+        names.append(check.name)
+        outcome = run_check(check, plugin)
+        if isinstance(outcome, ContractFailure):
+            failures.append(outcome)
+        elif isinstance(outcome, SkippedCheck):
+            skipped.append(outcome)
+    return ConformanceReport(
+        plugin=plugin_name(plugin),
+        checks=tuple(names),
+        failures=tuple(failures),
+        skipped=tuple(skipped),
+    )
+
+
+def parametrize_with_checks(
+    plugins: Sequence[Any],
+    *,
+    model_path: Path | str | None = None,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    engine: bool = False,
+) -> Callable[[_TestFunc], _TestFunc]:
+    """A ``pytest.mark.parametrize`` over ``(plugin, check)`` for every plugin and check.
+
+    Returns the ``pytest.MarkDecorator``, typed as a decorator so that pytest is imported only
+    when this function is called.
+
+    Test ids read ``<Class>-<check name>``, so ``pytest -k check_refine`` selects checks::
+
+        @parametrize_with_checks([MyPlugin])
+        def test_conformance(plugin, check):
+            check(plugin)
+    """
+    import pytest
+
+    params = []
+    ids = []
+    for plugin in plugins:
+        label = getattr(plugin, "__qualname__", repr(plugin))
+        for check in plugin_checks(
+            plugin, model_path=model_path, max_examples=max_examples, engine=engine
+        ):
+            params.append((plugin, check))
+            ids.append(f"{label}-{check.name}")
+    mark: Callable[[_TestFunc], _TestFunc] = pytest.mark.parametrize(
+        ("plugin", "check"), params, ids=ids
+    )
+    return mark

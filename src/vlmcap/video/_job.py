@@ -1,0 +1,517 @@
+"""The video captioning job: files in, one row per window out, resumable.
+
+:func:`caption_paths` expands its inputs, decodes the files into windows on one background
+thread (file after file; at most ``2 * batch_windows`` items queued ahead of the engine), and
+captions the windows in batches with :func:`vlmcap.caption_results`. Rows come out in a
+deterministic order: inputs in the order given (folders sorted), windows in order; a file's
+rows are never split by another file's.
+
+Nothing is dropped silently: a file that cannot be decoded gives an error row (window index
+``-1``); a window whose decoding or captioning fails gives an error row of its own; a file
+that breaks off mid-way gives its earlier windows' captions and error rows for the rest.
+"""
+
+import importlib
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vlmcap._captioner import (
+    auto_processor,
+    caption_results,
+    make_model_inputs,
+    sampling_params,
+    vllm_model,
+)
+from vlmcap._errors import ConfigError
+from vlmcap._prompts import check_prompt, get_prompt
+from vlmcap._records import CaptionResult, VllmConfig
+from vlmcap.video._decode import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
+    MEDIA_EXTENSIONS,
+    DecodedWindow,
+    describe_error,
+    iter_decoded,
+    plan_media,
+    probe,
+)
+from vlmcap.video._errors import TruncatedMediaError
+from vlmcap.video._results import ResumeIndex, WindowCaption, settings_fingerprint
+from vlmcap.video._sink import ResultSink, open_sink
+from vlmcap.video._windows import WindowPlan, WindowSettings
+
+
+log = logging.getLogger("vlmcap")
+
+LIST_SUFFIX = ".txt"
+"""An input with this suffix is a list of paths, one per line."""
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Media files under ``folder``, recursively, sorted; hidden files and folders skipped."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(
+            Path(root) / f
+            for f in files
+            if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTENSIONS
+        )
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    """Paths listed in a ``.txt`` file; blank lines and ``#`` comments skipped.
+
+    Relative paths are relative to the list file's folder.
+    """
+    out = []
+    for raw in list_file.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            p = Path(line).expanduser()
+            out.append(p if p.is_absolute() else list_file.parent / p)
+    return out
+
+
+def expand_inputs(inputs: Iterable[Path | str]) -> list[Path]:
+    """Absolute file paths to caption, in order, each once.
+
+    - a folder: its media files (:data:`~vlmcap.video.MEDIA_EXTENSIONS`), recursively, sorted
+      by relative path; hidden files and folders and other extensions are skipped;
+    - an existing ``.txt`` file: the paths it lists, one per line (folders expanded too);
+    - anything else, as given: a missing file or an unsupported extension named explicitly
+      becomes an error row later, never silently skipped.
+    """
+    out: list[Path] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        a = Path(os.path.abspath(p))  # noqa: PTH100 - normalise without resolving links
+        if a not in seen:
+            seen.add(a)
+            out.append(a)
+
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            for f in _walk(p):
+                add(f)
+        elif p.suffix.lower() == LIST_SUFFIX and p.is_file():
+            for listed in _read_list(p):
+                for f in _walk(listed) if listed.is_dir() else [listed]:
+                    add(f)
+        else:
+            add(p)
+    return out
+
+
+@attrs.define
+class JobStats:
+    """Counters a running job fills in (mutable, unlike records), for progress and summaries."""
+
+    files: int = 0
+    """Input files finished."""
+    rows: Counter[str] = attrs.field(factory=Counter)
+    """Rows written by this run, by status."""
+    resumed: Counter[str] = attrs.field(factory=Counter)
+    """Rows found in the output from earlier runs, by status."""
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    windows_captioned: int = 0
+    """Windows sent to the engine by this run."""
+    engine_start_s: float = 0.0
+    """Seconds spent building the engine and processor (0 if given or not needed)."""
+    caption_s: float = 0.0
+    """Seconds spent in :func:`vlmcap.caption_results`."""
+    elapsed_s: float = 0.0
+
+    @property
+    def errors(self) -> int:
+        """Error rows, new and resumed."""
+        return self.rows["error"] + self.resumed["error"]
+
+    def add(self, row: WindowCaption) -> None:
+        """Count one row."""
+        if row.resumed:
+            self.resumed[row.status.value] += 1
+        else:
+            self.rows[row.status.value] += 1
+            self.prompt_tokens += row.prompt_tokens
+            self.output_tokens += row.output_tokens
+
+
+@attrs.frozen
+class _Ready:
+    row: WindowCaption
+
+
+@attrs.frozen
+class _Window:
+    decoded: DecodedWindow
+    source: str
+    num_windows: int
+
+
+@attrs.frozen
+class _FileDone:
+    source: str
+
+
+@attrs.frozen
+class _Failed:
+    exc: BaseException
+
+
+_Item = _Ready | _Window | _FileDone
+
+
+def _file_items(  # noqa: PLR0913 - the decode settings travel together
+    path: Path,
+    index: ResumeIndex,
+    settings: WindowSettings,
+    *,
+    max_pixels: int | None,
+    max_side: int,
+    fingerprint: str,
+) -> Iterator[_Item]:
+    """Rows and windows of one file, in window order; resumed rows are read back, not redone."""
+    source = str(path)
+    done = index.complete(source)
+    if done is not None:
+        yield from (_Ready(r) for r in done)
+        yield _FileDone(source)
+        return
+    try:
+        info = probe(path, max_side=max_side, sampling_fps=settings.sampling_fps)
+        plans = plan_media(info, settings)
+    except Exception as exc:
+        if not isinstance(exc, ValueError | OSError):
+            log.exception("unexpected failure probing %s", path)
+        yield _Ready(WindowCaption.file_error(source, describe_error(exc), fingerprint))
+        yield _FileDone(source)
+        return
+    n = len(plans)
+    todo = [p for p in plans if index.get(source, p.window.index) is None]
+    decoded = iter_decoded(info, todo, max_pixels=max_pixels, max_side=max_side)
+    failure: str | None = None
+    for plan in plans:
+        stored = index.get(source, plan.window.index)
+        if stored is not None:
+            yield _Ready(stored)
+            continue
+        if failure is None:
+            window = _next_window(decoded, path)
+            if isinstance(window, DecodedWindow):
+                yield _Window(window, source, n)
+                continue
+            failure = window
+        yield _Ready(_error_row(source, plan, n, failure, fingerprint))
+    yield _FileDone(source)
+
+
+def _next_window(decoded: Iterator[DecodedWindow], path: Path) -> DecodedWindow | str:
+    """Return the next decoded window, or the description of why there is none."""
+    try:
+        return next(decoded)
+    except StopIteration:
+        return describe_error(
+            TruncatedMediaError(path, "the decoder yielded fewer windows than planned")
+        )
+    except Exception as exc:
+        if not isinstance(exc, ValueError | OSError):
+            log.exception("unexpected failure decoding %s", path)
+        return describe_error(exc)
+
+
+def _error_row(
+    source: str, plan: WindowPlan, num_windows: int, error: str, fingerprint: str
+) -> WindowCaption:
+    return WindowCaption.from_result(
+        source, plan, num_windows, 0, CaptionResult.failure(error), fingerprint
+    )
+
+
+class _Producer:
+    """Runs the per-file decode on a background thread, feeding a bounded queue, in order."""
+
+    def __init__(self, items: Iterator[_Item], maxsize: int) -> None:
+        self._items = items
+        self._queue: queue.Queue[_Item | _Failed | None] = queue.Queue(maxsize=maxsize)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vlmcap-decode", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: "_Item | _Failed | None") -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put(_Failed(exc))
+            return
+        self._put(None)
+
+    def __iter__(self) -> Iterator[_Item]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+
+    def close(self) -> None:
+        """Stop the thread (it finishes the frame it is on) and wait for it."""
+        self._stop.set()
+        self._thread.join()
+
+
+class _Captioner:
+    """Builds the engine on first use and captions batches of windows."""
+
+    def __init__(  # noqa: PLR0913 - the job's engine settings
+        self, config: VllmConfig, prompt: str, llm: Any, processor: Any, stats: JobStats,
+        fingerprint: str,
+    ) -> None:
+        self.config = config
+        self.prompt = prompt
+        self.llm = llm
+        self.processor = processor
+        self.stats = stats
+        self.fingerprint = fingerprint
+        self._params: Any = None
+
+    def _ensure_engine(self) -> None:
+        t0 = time.monotonic()
+        if self.processor is None:
+            self.processor = auto_processor(self.config)
+        if self.llm is None:
+            self.llm = vllm_model(self.config)
+        if self._params is None:
+            self._params = sampling_params(self.config)
+        self.stats.engine_start_s += time.monotonic() - t0
+
+    def caption(self, windows: Sequence[_Window]) -> list[WindowCaption]:
+        """One row per window, in order."""
+        if not windows:
+            return []
+        self._ensure_engine()
+        results: list[CaptionResult | None] = [None] * len(windows)
+        inputs: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for i, w in enumerate(windows):
+            try:
+                (inp,) = make_model_inputs(
+                    [w.decoded.frames], self.config, self.processor, self.prompt,
+                    metadata=[w.decoded.metadata],
+                )
+            except Exception as exc:  # noqa: BLE001 - one bad window never sinks the batch
+                results[i] = CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
+            else:
+                inputs.append(inp)
+                positions.append(i)
+        if inputs:
+            t0 = time.monotonic()
+            captioned = caption_results(
+                inputs, self.llm, self.processor, self._params, self.config, 0,
+                inflight_batching=True,
+            )
+            self.stats.caption_s += time.monotonic() - t0
+            self.stats.windows_captioned += len(inputs)
+            for pos, res in zip(positions, captioned, strict=True):
+                results[pos] = res
+        rows = []
+        for w, result in zip(windows, results, strict=True):
+            assert result is not None  # noqa: S101 - every position is filled above
+            rows.append(
+                WindowCaption.from_result(
+                    w.source, w.decoded.plan, w.num_windows, int(w.decoded.frames.shape[0]),
+                    result, self.fingerprint,
+                )
+            )
+        return rows
+
+
+def caption_paths(  # noqa: PLR0913 - the job's one entry point
+    paths: Iterable[Path | str] | Path | str,
+    config: VllmConfig,
+    *,
+    prompt: str | None = None,
+    llm: Any = None,
+    processor: Any = None,
+    out: Path | str | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    settings: WindowSettings | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+    batch_windows: int = 32,
+    stats: JobStats | None = None,
+) -> Generator[WindowCaption, None, None]:
+    """Caption every window of every input file; yield one row per window, in order.
+
+    Args:
+        paths: files, folders (searched recursively for media files) and ``.txt`` lists of
+            paths (see :func:`expand_inputs`). A single path may be passed bare.
+        config: the model; ``stage2_caption`` adds the refinement stage.
+        prompt: the caption prompt; default ``get_prompt(config.prompt_variant,
+            config.prompt_text)``.
+        llm: an engine from :func:`vlmcap.vllm_model`; built on first use when ``None`` (so a
+            fully resumed run never starts one).
+        processor: from :func:`vlmcap.auto_processor`; loaded on first use when ``None``.
+        out: a ``.jsonl`` file or ``.parquet`` folder to append rows to (see
+            :func:`~vlmcap.video.open_sink`); ``None`` keeps nothing.
+        resume: skip windows whose row (same settings fingerprint) is in ``out`` already; those
+            rows are yielded again with ``resumed=True``. ``False`` starts ``out`` afresh.
+        progress: show a progress bar on stderr.
+        settings: windowing and sampling; default ``WindowSettings(sampling_fps=
+            config.sampling_fps)``.
+        max_pixels: per-frame pixel budget of the client resize; ``None`` keeps native frames.
+        max_side: largest accepted source side; larger files give error rows.
+        batch_windows: windows per :func:`vlmcap.caption_results` call; rows are written
+            (durably) after each batch.
+        stats: filled in while the job runs.
+
+    Yields:
+        :class:`WindowCaption` rows: every window of every input, or one error row (window
+        ``-1``) for an input that yields no window. A row is durable in ``out`` before it is
+        yielded. Closing the generator early stops the decoding thread and releases ``out``.
+
+    Raises:
+        ConfigError, PromptError: bad arguments (before any work).
+        SinkError: ``out`` is locked or unreadable.
+    """
+    if batch_windows < 1:
+        raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ConfigError(f"max_pixels must be >= 1 or None, got {max_pixels}")
+    text = check_prompt(prompt) if prompt is not None else get_prompt(
+        config.prompt_variant, config.prompt_text
+    )
+    s = settings or WindowSettings(sampling_fps=config.sampling_fps)
+    fingerprint = settings_fingerprint(config, text, s, max_pixels)
+    files = expand_inputs([paths] if isinstance(paths, str | Path) else paths)
+    st = stats if stats is not None else JobStats()
+    t_start = time.monotonic()
+    sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None
+    try:
+        yield from _run_job(
+            files, _Captioner(config, text, llm, processor, st, fingerprint), sink, s,
+            max_pixels=max_pixels, max_side=max_side, batch_windows=batch_windows,
+            progress=progress,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+        st.elapsed_s = time.monotonic() - t_start
+
+
+class _Batcher:
+    """Collects items in order, captions their windows in batches, stores and reports rows."""
+
+    def __init__(
+        self, captioner: _Captioner, sink: ResultSink | None, stats: JobStats, bar: Any
+    ) -> None:
+        self.captioner = captioner
+        self.sink = sink
+        self.stats = stats
+        self.bar = bar
+        self.pending: list[_Item] = []
+        self.windows = 0
+
+    def add(self, item: _Item) -> None:
+        """Queue one item."""
+        self.pending.append(item)
+        if isinstance(item, _Window):
+            self.windows += 1
+
+    def due(self, batch_windows: int) -> bool:
+        """Tell whether to flush: a full batch, a file done with no window waiting, many items."""
+        if self.windows >= batch_windows or len(self.pending) >= 8 * batch_windows:
+            return True
+        return self.windows == 0 and bool(self.pending) and isinstance(self.pending[-1], _FileDone)
+
+    def flush(self) -> Iterator[WindowCaption]:
+        """Caption the waiting windows, store the new rows durably, then yield every row."""
+        batch, self.pending, self.windows = self.pending, [], 0
+        captioned = iter(self.captioner.caption([it for it in batch if isinstance(it, _Window)]))
+        ordered: list[WindowCaption | _FileDone] = []
+        for it in batch:
+            if isinstance(it, _Window):
+                ordered.append(next(captioned))
+            elif isinstance(it, _Ready):
+                ordered.append(it.row)
+            else:
+                ordered.append(it)
+        if self.sink is not None:
+            self.sink.append([r for r in ordered if isinstance(r, WindowCaption) and not r.resumed])
+        for out in ordered:
+            if isinstance(out, WindowCaption):
+                self.stats.add(out)
+                yield out
+            else:
+                self.stats.files += 1
+                self.bar.update(1)
+                self.bar.set_postfix(
+                    windows=sum(self.stats.rows.values()) + sum(self.stats.resumed.values()),
+                    errors=self.stats.errors,
+                    refresh=False,
+                )
+
+
+def _run_job(  # noqa: PLR0913 - the job's state, passed once
+    files: Sequence[Path],
+    captioner: _Captioner,
+    sink: ResultSink | None,
+    settings: WindowSettings,
+    *,
+    max_pixels: int | None,
+    max_side: int,
+    batch_windows: int,
+    progress: bool,
+) -> Generator[WindowCaption, None, None]:
+    """Decode, caption, store and yield (the body of :func:`caption_paths`)."""
+    fingerprint = captioner.fingerprint
+    index = ResumeIndex.build(sink.existing if sink is not None else (), fingerprint)
+
+    def items() -> Iterator[_Item]:
+        for path in files:
+            yield from _file_items(
+                path, index, settings, max_pixels=max_pixels, max_side=max_side,
+                fingerprint=fingerprint,
+            )
+
+    bar = importlib.import_module("tqdm").tqdm(
+        total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
+    )
+    batcher = _Batcher(captioner, sink, captioner.stats, bar)
+    producer = _Producer(items(), maxsize=2 * batch_windows)
+    try:
+        for item in producer:
+            batcher.add(item)
+            if batcher.due(batch_windows):
+                yield from batcher.flush()
+        yield from batcher.flush()
+    finally:
+        producer.close()
+        bar.close()
