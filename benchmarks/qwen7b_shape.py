@@ -144,9 +144,9 @@ def build(dest: Path) -> Path:
     tok.add_special_tokens(list(SPECIAL))  # in id order: 151643, 151644, ...
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        eos_token="<|im_end|>",  # noqa: S106 - a special token
-        pad_token="<|endoftext|>",  # noqa: S106
-        unk_token="w100",  # noqa: S106
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="w100",
     )
     fast.add_special_tokens({"additional_special_tokens": list(SPECIAL)[3:]})
     for token, want in SPECIAL.items():

@@ -51,4 +51,6 @@ def qwen_engine(qwen_config: Any) -> Iterator[tuple[Any, Any, Any]]:
     llm = vlmcap.vllm_model(qwen_config)
     processor = vlmcap.auto_processor(qwen_config)
     yield llm, processor, vlmcap.sampling_params(qwen_config)
-    del llm
+    from vlmcap._vllm_compat import shutdown_llm
+
+    shutdown_llm(llm)

@@ -6,8 +6,7 @@ from typing import Any
 import attrs
 import pytest
 import torch
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 import vlmcap
 from vlmcap import CaptionResult, CaptionStatus, FrameContractError, TokenCounts, VideoMetadata

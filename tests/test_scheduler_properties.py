@@ -4,11 +4,9 @@ from collections import Counter
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from vlmcap import CaptionStatus, VllmCaptionRequest
-from vlmcap import _scheduler as sched
+from vlmcap import CaptionStatus, VllmCaptionRequest, _scheduler as sched
 
 
 def _refine_factory(broken: frozenset[int]) -> sched.Refine:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from contracts.reference_plugins.videollama import VllmVideoLLaMA
 
 import vlmcap
 from vlmcap import VllmConfig
 from vlmcap._registry import unregister_plugin
 from vlmcap._vllm_compat import vllm_version
 from vlmcap.testing import tiny_checkpoint
-
-from .seed_videollama import VllmVideoLLaMA
 
 
 pytestmark = pytest.mark.engine

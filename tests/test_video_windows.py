@@ -4,8 +4,7 @@ import itertools
 import math
 
 import pytest
-from hypothesis import assume, example, given
-from hypothesis import strategies as st
+from hypothesis import assume, example, given, strategies as st
 
 from vlmcap import ConfigError
 from vlmcap.video import (

@@ -1,8 +1,7 @@
 """The public Hypothesis strategies produce what they promise."""
 
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from vlmcap import VllmCaptionRequest, check_frames
 from vlmcap.testing import strategies as vst

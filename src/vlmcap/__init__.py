@@ -8,135 +8,71 @@ The seed API (cosmos-curate's "vLLM interface"): :class:`VllmPlugin`, :class:`Vl
 
 from vlmcap._captioner import (
     Engine as Engine,
-)
-from vlmcap._captioner import (
     auto_processor as auto_processor,
-)
-from vlmcap._captioner import (
     caption_results as caption_results,
-)
-from vlmcap._captioner import (
     make_model_inputs as make_model_inputs,
-)
-from vlmcap._captioner import (
     sampling_params as sampling_params,
-)
-from vlmcap._captioner import (
     vllm_caption as vllm_caption,
-)
-from vlmcap._captioner import (
     vllm_model as vllm_model,
 )
 from vlmcap._errors import (
     ConfigError as ConfigError,
-)
-from vlmcap._errors import (
     EngineStalledError as EngineStalledError,
-)
-from vlmcap._errors import (
     FrameContractError as FrameContractError,
-)
-from vlmcap._errors import (
     MetadataError as MetadataError,
-)
-from vlmcap._errors import (
     ModelNotFoundError as ModelNotFoundError,
-)
-from vlmcap._errors import (
     PluginError as PluginError,
-)
-from vlmcap._errors import (
     PromptError as PromptError,
-)
-from vlmcap._errors import (
     UnknownVariantError as UnknownVariantError,
-)
-from vlmcap._errors import (
     UnsupportedSettingError as UnsupportedSettingError,
-)
-from vlmcap._errors import (
     VlmcapError as VlmcapError,
 )
 from vlmcap._frames import (
     ByteFrames as ByteFrames,
-)
-from vlmcap._frames import (
     FloatFrames as FloatFrames,
-)
-from vlmcap._frames import (
     Frames as Frames,
-)
-from vlmcap._frames import (
     check_frames as check_frames,
 )
 from vlmcap._model_ids import (
     MODEL_IDS as MODEL_IDS,
-)
-from vlmcap._model_ids import (
     ModelId as ModelId,
-)
-from vlmcap._model_ids import (
     register_model_id as register_model_id,
 )
 from vlmcap._plugin import (
     VllmPlugin as VllmPlugin,
-)
-from vlmcap._plugin import (
     resolve_model_path as resolve_model_path,
-)
-from vlmcap._plugin import (
     using_model_path as using_model_path,
 )
 from vlmcap._prompts import (
     DEFAULT_STAGE2_PROMPT as DEFAULT_STAGE2_PROMPT,
-)
-from vlmcap._prompts import (
     PROMPTS as PROMPTS,
-)
-from vlmcap._prompts import (
     get_prompt as get_prompt,
-)
-from vlmcap._prompts import (
     get_stage2_prompt as get_stage2_prompt,
 )
 from vlmcap._records import (
     UNKNOWN_CAPTION as UNKNOWN_CAPTION,
-)
-from vlmcap._records import (
     CaptionResult as CaptionResult,
-)
-from vlmcap._records import (
     CaptionStatus as CaptionStatus,
-)
-from vlmcap._records import (
     TokenCounts as TokenCounts,
-)
-from vlmcap._records import (
     VideoMetadata as VideoMetadata,
-)
-from vlmcap._records import (
     VllmCaptionRequest as VllmCaptionRequest,
-)
-from vlmcap._records import (
     VllmConfig as VllmConfig,
-)
-from vlmcap._records import (
     VllmSamplingConfig as VllmSamplingConfig,
 )
 from vlmcap._registry import (
     ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
-)
-from vlmcap._registry import (
     available_variants as available_variants,
-)
-from vlmcap._registry import (
     get_plugin as get_plugin,
-)
-from vlmcap._registry import (
     register_plugin as register_plugin,
 )
 from vlmcap._resize import smart_resize as smart_resize
 from vlmcap._vllm_compat import LLM as LLM
+from vlmcap.video import (
+    MediaError as MediaError,
+    WindowCaption as WindowCaption,
+    WindowSettings as WindowSettings,
+    caption_paths as caption_paths,
+)
 
 
 __all__ = [
@@ -155,6 +91,7 @@ __all__ = [
     "FloatFrames",
     "FrameContractError",
     "Frames",
+    "MediaError",
     "MetadataError",
     "ModelId",
     "ModelNotFoundError",
@@ -169,8 +106,11 @@ __all__ = [
     "VllmPlugin",
     "VllmSamplingConfig",
     "VlmcapError",
+    "WindowCaption",
+    "WindowSettings",
     "auto_processor",
     "available_variants",
+    "caption_paths",
     "caption_results",
     "check_frames",
     "get_plugin",

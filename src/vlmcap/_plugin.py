@@ -172,9 +172,19 @@ REQUIRED_METHODS = (
 """Methods a plugin must define; ``model_id`` and ``model_path`` have fallbacks."""
 
 
+def _implements(plugin: object, name: str) -> bool:
+    """True if ``plugin`` defines ``name`` itself (a stub inherited from VllmPlugin is not)."""
+    if not callable(getattr(plugin, name, None)):
+        return False
+    for klass in getattr(plugin, "__mro__", (type(plugin),)):
+        if name in vars(klass):
+            return klass is not VllmPlugin
+    return True
+
+
 def check_plugin_structure(plugin: object) -> None:
     """Raise :class:`PluginError` unless ``plugin`` has every required callable method."""
-    missing = [m for m in REQUIRED_METHODS if not callable(getattr(plugin, m, None))]
+    missing = [m for m in REQUIRED_METHODS if not _implements(plugin, m)]
     if missing:
         name = getattr(plugin, "__name__", type(plugin).__name__)
         raise PluginError(f"plugin {name} lacks method(s) {', '.join(missing)} of VllmPlugin")
@@ -197,24 +207,12 @@ def _accepts(func: Any, name: str) -> bool:
     return name in params and params[name].kind in kinds
 
 
-def _positional_arity(func: Any) -> int:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    return sum(
-        1
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    )
-
-
 def call_processor(plugin: Any, config: VllmConfig) -> Any:
     """``plugin.processor()``; plugins written for cosmos-curate HEAD take ``config`` too."""
     variant = str(plugin.model_variant())
     with using_model_path(variant, config.model_path):
-        if _positional_arity(plugin.processor) >= 1:
-            return plugin.processor(config)
+        if _accepts(plugin.processor, "config"):
+            return plugin.processor(config=config)
         return plugin.processor()
 
 

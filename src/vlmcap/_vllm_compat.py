@@ -120,9 +120,21 @@ class LLM:
     the installed one, on GPU or CPU.
     """
 
-    def __new__(cls, **kwargs: Any) -> Any:
-        """Build and return a ``vllm.LLM``."""
-        return build_llm(**kwargs)
+    def __new__(cls, **kwargs: Any) -> "LLM":  # noqa: PYI034 - returns a vllm.LLM, by design
+        """Build and return a ``vllm.LLM`` (typed as this class, so ``-> LLM`` checks)."""
+        llm: LLM = build_llm(**kwargs)
+        return llm
+
+
+def shutdown_llm(llm: Any) -> None:
+    """Stop a ``vllm.LLM``'s engine processes now (best effort) instead of at garbage collection."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    stop = getattr(core, "shutdown", None)
+    if callable(stop):
+        try:
+            stop()
+        except Exception:
+            logging.getLogger("vlmcap").debug("engine shutdown failed", exc_info=True)
 
 
 def make_sampling_params(config: VllmConfig) -> Any:
