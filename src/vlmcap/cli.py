@@ -2,26 +2,14 @@
 
 import argparse
 import importlib
-import json
 import sys
-import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import attrs
-
-from vlmcap._captioner import (
-    auto_processor,
-    caption_results,
-    make_model_inputs,
-    sampling_params,
-    vllm_model,
-)
 from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap._plugin import plugin_model_id
-from vlmcap._prompts import get_prompt
-from vlmcap._records import CaptionResult, VllmConfig
+from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
 from vlmcap.video import JobStats, WindowSettings, caption_paths, expand_inputs
 
@@ -43,46 +31,30 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _row(i: int, result: CaptionResult) -> dict[str, object]:
-    return {"clip": i, **attrs.asdict(result)}
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from vlmcap.testing import synthetic_clip, tiny_checkpoint
+    """The README's first command: the main job on sample videos with the tiny model."""
+    from vlmcap.testing import sample_image, sample_videos, tiny_checkpoint
 
-    t0 = time.monotonic()
-    path = tiny_checkpoint("qwen")
-    print(f"tiny checkpoint: {path}", file=sys.stderr)
-    config = VllmConfig(
-        model_variant="qwen",
-        model_path=path,
-        max_output_tokens=args.max_tokens,
-        max_model_len=4096,
-        stage2_caption=args.stage2,
-    )
-    llm = vllm_model(config)
-    processor = auto_processor(config)
-    clips = [synthetic_clip(8, 224, 224, seed=s) for s in range(args.clips)]
-    inputs = make_model_inputs(clips, config, processor, get_prompt(config.prompt_variant))
-    t1 = time.monotonic()
-    results = caption_results(
-        inputs, llm, processor, sampling_params(config), config, 0, inflight_batching=True
-    )
-    elapsed = time.monotonic() - t1
+    samples = Path(args.samples)
+    videos = sample_videos(samples, n=args.videos)
+    sample_image(samples / "still.png")
+    model = tiny_checkpoint("qwen")
+    print(f"sample media: {len(videos)} videos and 1 image in {samples}", file=sys.stderr)
+    print(f"tiny checkpoint: {model}", file=sys.stderr)
+    argv = [
+        "caption", str(samples), "--model", "qwen", "--model-path", str(model),
+        "--out", args.out, "--max-tokens", str(args.max_tokens), "--max-model-len", "4096",
+        "--window-size", "48",
+    ]
+    if args.stage2:
+        argv.append("--stage2")
+    code = main(argv)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for i, r in enumerate(results):
-            f.write(json.dumps(_row(i, r)) + "\n")
-            print(f"clip {i}: [{r.status}] {r.text or r.error}")
-    ok = sum(r.ok for r in results)
-    print(
-        f"{ok}/{len(results)} captioned in {elapsed:.2f} s "
-        f"({len(results) / elapsed:.1f} clips/s; {time.monotonic() - t0:.0f} s with start-up); "
-        f"rows in {out}",
-        file=sys.stderr,
-    )
-    return 0 if ok == len(results) else 1
+    if out.is_file():
+        print(f"\nfirst rows of {out}:", file=sys.stderr)
+        for line in out.read_text().splitlines()[:3]:
+            print(line)
+    return code
 
 
 def _positive_int(text: str) -> int:
@@ -300,9 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_caption_parser(sub)
     _add_check_parser(sub)
-    p = sub.add_parser("demo", help="caption synthetic clips with the embedded tiny model")
-    p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--max-tokens", type=int, default=32)
+    p = sub.add_parser(
+        "demo", help="caption generated sample videos with the embedded tiny model (main job)"
+    )
+    p.add_argument("--videos", type=_positive_int, default=3)
+    p.add_argument("--samples", default="out/samples", help="folder for the sample media")
+    p.add_argument("--max-tokens", type=_positive_int, default=32)
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--out", default="out/demo.jsonl")
     p.set_defaults(func=_cmd_demo)
