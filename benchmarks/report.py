@@ -32,10 +32,12 @@ def table(doc: dict[str, Any]) -> str:
     """A markdown table of the modes, as ratios to naive_generate of the same run."""
     w = doc["workload"]
     lines = [
-        f"{doc['gpu']}, vLLM {doc['vllm_version']}, {doc['date'][:10]}; workload {w['name']}: "
-        f"{w['clips']} clips of {w['frames']} frames at {w['height']}x{w['width']}, "
-        f"{w.get('prompt_tokens_per_clip', '?')} prompt and {w['output_tokens']} output tokens "
-        "per clip (per stage), one engine, one run.",
+        (
+            f"{doc['gpu']}, vLLM {doc['vllm_version']}, {doc['date'][:10]}; workload "
+            f"{w['name']}: {w['clips']} clips of {w['frames']} frames at "
+            f"{w['height']}x{w['width']}, {w.get('prompt_tokens_per_clip', '?')} prompt and "
+            f"{w['output_tokens']} output tokens per clip (per stage), one engine, one run."
+        ),
         "",
         "| mode | clips/s | ratio to naive_generate | output tok/s |",
         "| --- | ---: | ---: | ---: |",
@@ -69,7 +71,7 @@ def chart(doc: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str]) -> None:
     """Write the chart and update README.md."""
-    src = Path(argv[0]) if argv else latest()
+    src = (Path(argv[0]) if argv else latest()).resolve()
     doc = json.loads(src.read_text())
     png = src.with_suffix(".png")
     chart(doc, png)
@@ -78,7 +80,8 @@ def main(argv: list[str]) -> None:
     if START in text and END in text:
         head, rest = text.split(START, 1)
         _, tail = rest.split(END, 1)
-        body = f"{table(doc)}\n\n![modes]({png.relative_to(ROOT)}) (source: `{src.relative_to(ROOT)}`)"
+        source = f"(source: `{src.relative_to(ROOT)}`)"
+        body = f"{table(doc)}\n\n![modes]({png.relative_to(ROOT)}) {source}"
         readme.write_text(f"{head}{START}\n{body}\n{END}{tail}")
     print(png)
 
