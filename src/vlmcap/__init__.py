@@ -7,6 +7,7 @@ The seed API (cosmos-curate's "vLLM interface"): :class:`VllmPlugin`, :class:`Vl
 """
 
 from vlmcap._captioner import (
+    Captioner as Captioner,
     Engine as Engine,
     auto_processor as auto_processor,
     caption_results as caption_results,
@@ -85,6 +86,7 @@ __all__ = [
     "ByteFrames",
     "CaptionResult",
     "CaptionStatus",
+    "Captioner",
     "ConfigError",
     "Engine",
     "EngineStalledError",

@@ -2,16 +2,18 @@
 
 ``vllm_model``, ``auto_processor``, ``sampling_params``, ``make_model_inputs`` and
 ``vllm_caption`` keep cosmos-curate's names and positional signatures; ``caption_results``
-is the typed variant of ``vllm_caption`` (one :class:`CaptionResult` per input).
+is the typed variant of ``vllm_caption`` (one :class:`CaptionResult` per input), and
+:class:`Captioner` owns an engine across calls and rebuilds it when it dies.
 """
 
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
 
 from vlmcap import _scheduler as sched
-from vlmcap._errors import ConfigError, EngineStalledError
+from vlmcap._errors import ConfigError, EngineStalledError, FrameContractError, MetadataError
 from vlmcap._frames import Frames, check_frames
 from vlmcap._plugin import call_make_llm_input, call_model, call_processor
 from vlmcap._prompts import check_prompt, get_stage2_prompt
@@ -21,7 +23,9 @@ from vlmcap._vllm_compat import (
     EngineAdapter,
     Finished,
     attach_video_metadata,
+    is_engine_dead,
     make_sampling_params,
+    shutdown_llm,
 )
 
 
@@ -82,6 +86,11 @@ def make_model_inputs(
         PromptError: an empty or oversized prompt.
     """
     check_prompt(prompt)
+    if not _is_sequence(videos):
+        got = f"a {type(videos).__name__}"
+        raise FrameContractError("videos", "a sequence of frame tensors", got)
+    if metadata is not None and not _is_sequence(metadata):
+        raise MetadataError(f"metadata: expected a sequence, got a {type(metadata).__name__}")
     if metadata is not None and len(metadata) != len(videos):
         raise ConfigError(f"{len(metadata)=} != {len(videos)=}, must be the same length")
     plugin = get_plugin(config.model_variant)
@@ -89,6 +98,8 @@ def make_model_inputs(
     for i, frames in enumerate(videos):
         check_frames(frames, f"videos[{i}]")
         md = metadata[i] if metadata is not None else None
+        if md is not None and not isinstance(md, VideoMetadata):
+            raise MetadataError(f"metadata[{i}]: expected VideoMetadata or None, got {md!r:.80}")
         if md is None:
             md = VideoMetadata.uniform(
                 int(frames.shape[0]),
@@ -100,6 +111,10 @@ def make_model_inputs(
         inputs = call_make_llm_input(plugin, prompt, frames, processor, metadata=md, config=config)
         out.append(attach_video_metadata(inputs, md))
     return out
+
+
+def _is_sequence(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMetadata | None:
@@ -127,6 +142,9 @@ def _as_engine(llm: Any) -> Engine:
 def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
     if fin.error is not None:
         return sched.Outcome(fin.engine_id, None, None, 0, 0, error=fin.error)
+    if fin.finish_reason == "error" and not fin.output_tokens:  # vLLM: resend (cache drift)
+        err = "engine finished the request with reason 'error'"
+        return sched.Outcome(fin.engine_id, None, "error", error=err, retryable=True)
     try:
         caption = plugin.decode(fin.output)
     except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
@@ -197,12 +215,15 @@ def _submit(
 def _add_each(
     engine: Engine, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
 ) -> list[Exception | None]:
+    """Add one by one; a rejection is that request's error, a dead engine raises."""
     errors: list[Exception | None] = []
     for engine_id, inputs in items:
         try:
             engine.add(engine_id, inputs, params)
             errors.append(None)
-        except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
+        except Exception as exc:
+            if is_engine_dead(exc):
+                raise
             errors.append(exc)
     return errors
 
@@ -220,6 +241,10 @@ def _report(
             on_result(idx, res)
 
 
+Rebuild = Callable[[Engine], Engine]
+"""Retire a failed engine and return a working replacement (may raise)."""
+
+
 def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     engine: Engine,
     state: sched.SchedulerState,
@@ -231,40 +256,114 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     stall_timeout_s: float,
     clock: Callable[[], float] = time.monotonic,
     on_result: Callable[[int, CaptionResult], None] | None = None,
+    rebuild: Rebuild | None = None,
+    max_retries: int = 0,
 ) -> sched.SchedulerState:
     """Run the scheduler on ``engine`` until every input has a result.
 
-    A request the engine rejects, or whose decode/refine fails, becomes that input's error; an
-    engine whose ``step`` raises, or that finishes nothing for ``stall_timeout_s``, ends the
-    remaining inputs with errors (no hang).
+    A request the engine rejects, or whose decode/refine fails, becomes that input's error.
+    An engine whose ``add``/``step`` raises an engine-level error (``step`` raising anything, or
+    ``add`` raising an ``EngineDeadError``), or that finishes nothing for ``stall_timeout_s``,
+    is lost: with ``rebuild``, up to ``max_retries`` times per call, it is replaced and only the
+    requests in flight are resubmitted (:func:`~vlmcap._scheduler.requeue_inflight`); after
+    that, or without ``rebuild``, the remaining inputs end with the cause as their error.
     """
     last_progress = clock()
     reported: set[int] = set()
+    retries = 0
     while not sched.is_done(state):
         state, subs = sched.admit(state)
-        outcomes = _submit(engine, subs, params, prepare)
-        if state.inflight.keys() - {o.engine_id for o in outcomes}:
-            try:
+        outcomes: list[sched.Outcome] = []
+        lost: str | None = None
+        try:
+            outcomes = _submit(engine, subs, params, prepare)
+            if state.inflight.keys() - {o.engine_id for o in outcomes}:
                 outcomes += [decode(f) for f in engine.step()]
-            except Exception as exc:
-                log.exception("engine step failed")
-                state = sched.abandon(state, f"engine failed: {type(exc).__name__}: {exc}")
-                break
-        if outcomes:
+        except Exception as exc:
+            log.exception("engine failed")
+            lost = f"engine failed: {type(exc).__name__}: {exc}"
+        if outcomes:  # with a failure: the rejections seen before it
             state = sched.settle(state, outcomes, refine)
             last_progress = clock()
-        elif clock() - last_progress > stall_timeout_s:
+        elif lost is None and clock() - last_progress > stall_timeout_s:
             err = EngineStalledError(f"no request finished in {stall_timeout_s:g} s")
+            lost = f"{type(err).__name__}: {err}"
             try:
                 engine.abort(list(state.inflight))
             except Exception:
                 log.exception("abort after stall failed")
-            state = sched.abandon(state, f"{type(err).__name__}: {err}")
+        if lost is not None:
+            state, engine, retries = _recover(state, engine, lost, rebuild, retries, max_retries)
+            last_progress = clock()
         _report(state, reported, on_result)
     _report(state, reported, on_result)
     if state.strays:
         log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
     return state
+
+
+def _recover(  # noqa: PLR0913 - state of one recovery, passed explicitly
+    state: sched.SchedulerState,
+    engine: Engine,
+    cause: str,
+    rebuild: Rebuild | None,
+    retries: int,
+    max_retries: int,
+) -> tuple[sched.SchedulerState, Engine, int]:
+    """Replace a lost engine and requeue what was in flight, or end the rest with ``cause``."""
+    while rebuild is not None and retries < max_retries:
+        retries += 1
+        log.warning("engine lost (%s); rebuilding it, retry %d of %d", cause, retries, max_retries)
+        try:
+            new = rebuild(engine)
+        except Exception as exc:
+            log.exception("engine rebuild failed")
+            cause = f"{cause}; rebuild {retries} failed: {type(exc).__name__}: {exc}"
+            continue
+        return sched.requeue_inflight(state), new, retries
+    if rebuild is not None:
+        cause += f" (gave up after {retries} engine rebuild(s), max_retries={max_retries})"
+    return sched.abandon(state, cause), engine, retries
+
+
+def _retire(engine: Engine, llm: Any) -> None:
+    """Best effort: stop a lost engine's render threads and processes before replacing it."""
+    close = getattr(engine, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:
+            log.exception("closing the lost engine failed")
+    shutdown_llm(llm)
+
+
+def _check_model_inputs(model_inputs: object, max_inflight_requests: object) -> None:
+    if not isinstance(max_inflight_requests, int) or max_inflight_requests < 0:
+        raise ConfigError(f"{max_inflight_requests=} must be >= 0 (an int)")
+    if not isinstance(model_inputs, Sequence) or isinstance(model_inputs, str | bytes):
+        raise ConfigError(f"model_inputs: expected a sequence, got a {type(model_inputs).__name__}")
+    for i, inp in enumerate(model_inputs):
+        if not isinstance(inp, Mapping):
+            raise ConfigError(
+                f"model_inputs[{i}]: expected a mapping (from make_model_inputs), "
+                f"got a {type(inp).__name__}"
+            )
+
+
+def _stage2_prompts(
+    config: VllmConfig, stage2_prompts: Sequence[str | None] | None, n: int
+) -> Sequence[str | None]:
+    if stage2_prompts is None:
+        prefix = get_stage2_prompt(config.stage2_prompt_text) if config.stage2_caption else None
+        return [prefix] * n
+    if not _is_sequence(stage2_prompts):
+        raise ConfigError(f"stage2_prompts: expected a sequence, got {stage2_prompts!r:.80}")
+    if len(stage2_prompts) != n:
+        raise ConfigError(f"{len(stage2_prompts)=} != len(model_inputs)={n}, must be same length")
+    for i, p in enumerate(stage2_prompts):
+        if p is not None:
+            check_prompt(p, f"stage2_prompts[{i}]")
+    return stage2_prompts
 
 
 def caption_results(  # noqa: PLR0913 - the seed's signature
@@ -278,6 +377,7 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
     inflight_batching: bool = True,
     stage2_prompts: Sequence[str | None] | None = None,
     on_result: Callable[[int, CaptionResult], None] | None = None,
+    rebuild: Callable[[], Any] | None = None,
 ) -> list[CaptionResult]:
     """Caption ``model_inputs``; one :class:`CaptionResult` per input, in input order.
 
@@ -286,7 +386,8 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         llm: from :func:`vllm_model` (or any object with ``add``/``step``/``abort``).
         processor: from :func:`auto_processor`.
         sampling_params: from :func:`sampling_params`.
-        config: selects the plugin; ``stall_timeout_s``; ``batch_size`` for the static path.
+        config: selects the plugin; ``stall_timeout_s``; ``batch_size`` for the static path;
+            ``max_retries`` for ``rebuild``.
         max_inflight_requests: most requests in the engine at once (stage 1 and 2 together);
             0 means unlimited. Ignored on the static path.
         inflight_batching: ``True``: continuous batching, stage-2 requests start as soon as
@@ -295,18 +396,17 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         stage2_prompts: per input, a refinement prefix or ``None``. ``None`` for the whole
             argument means the config's ``stage2_caption`` decides (default prompt for all).
         on_result: called once per input as its result is final (progress reporting).
+        rebuild: makes a new engine (e.g. ``lambda: vllm_model(config)``) when this one dies or
+            stalls. vlmcap first shuts the lost engine down (:func:`shutdown_llm`, which frees
+            its GPU memory; the caller's ``llm`` is then unusable), calls ``rebuild()``, and
+            resubmits only the requests that had not finished; at most ``config.max_retries``
+            times per call. The new engine is used for the rest of this call only: keep what
+            ``rebuild`` returns for later calls, or use :class:`Captioner`, which does.
+            ``None`` (default): no rebuild; a lost engine ends the unfinished inputs with
+            errors, as before.
     """
-    if max_inflight_requests < 0:
-        raise ConfigError(f"{max_inflight_requests=} must be >= 0")
-    n = len(model_inputs)
-    if stage2_prompts is None:
-        prefix = get_stage2_prompt(config.stage2_prompt_text) if config.stage2_caption else None
-        stage2_prompts = [prefix] * n
-    if len(stage2_prompts) != n:
-        raise ConfigError(f"{len(stage2_prompts)=} != {len(model_inputs)=}, must be same length")
-    for i, p in enumerate(stage2_prompts):
-        if p is not None:
-            check_prompt(p, f"stage2_prompts[{i}]")
+    _check_model_inputs(model_inputs, max_inflight_requests)
+    stage2_prompts = _stage2_prompts(config, stage2_prompts, len(model_inputs))
     plugin = get_plugin(config.model_variant)
     metadata = [_video_metadata(inp, config.sampling_fps) for inp in model_inputs]
     requests = [
@@ -328,17 +428,129 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         )
         return refined
 
-    state = drive(
-        _as_engine(llm),
-        state,
-        params=sampling_params,
-        decode=lambda fin: _decode(plugin, fin),
-        refine=refine,
-        prepare=prepare,
-        stall_timeout_s=config.stall_timeout_s,
-        on_result=on_result,
-    )
+    current = llm
+    engine = _as_engine(llm)
+
+    def replace(lost: Engine) -> Engine:
+        nonlocal current, engine
+        if rebuild is None:  # pragma: no cover - drive only calls this with a rebuild
+            raise ConfigError("no rebuild factory")
+        _retire(lost, current)
+        current = rebuild()
+        engine = _as_engine(current)
+        return engine
+
+    try:
+        state = drive(
+            engine,
+            state,
+            params=sampling_params,
+            decode=lambda fin: _decode(plugin, fin),
+            refine=refine,
+            prepare=prepare,
+            stall_timeout_s=config.stall_timeout_s,
+            on_result=on_result,
+            rebuild=None if rebuild is None else replace,
+            max_retries=config.max_retries,
+        )
+    finally:
+        if engine is not current and isinstance(engine, EngineAdapter):  # made here: stop it
+            engine.close()
     return sched.ordered_results(state)
+
+
+class Captioner:
+    """Owns one engine across calls and rebuilds it when it dies (the recovering entry point).
+
+    API choice: recovery needs someone who may shut an engine down and build a new one, and
+    who keeps the new one for the next call. ``caption_results(..., rebuild=...)`` does the
+    first for one call; this class also owns the engine, so a rebuilt engine is not handed back
+    through a side channel and nothing leaks::
+
+        with vlmcap.Captioner(config) as cap:
+            results = cap.caption(vlmcap.make_model_inputs(videos, config, cap.processor, p))
+            redo = [i for i, r in enumerate(results) if not r.ok]  # resume: retry only these
+
+    Args:
+        config: selects the plugin; ``max_retries`` bounds rebuilds per :meth:`caption` call.
+        llm: an engine to start with (taken over: :meth:`close` shuts it down); default
+            ``build()``.
+        processor: default :func:`auto_processor` of ``config``.
+        sampling_params: default :func:`sampling_params` of ``config``.
+        build: makes an engine; default ``vllm_model(config)`` (the plugin's ``model``).
+    """
+
+    def __init__(
+        self,
+        config: VllmConfig,
+        *,
+        llm: Any = None,
+        processor: Any = None,
+        sampling_params: Any = None,
+        build: Callable[[], Any] | None = None,
+    ) -> None:
+        self.config = config
+        self._build: Callable[[], Any] = build or (lambda: vllm_model(config))
+        self._llm: Any = llm if llm is not None else self._build()
+        self.processor: Any = processor if processor is not None else auto_processor(config)
+        self.sampling_params: Any = (
+            sampling_params if sampling_params is not None else make_sampling_params(config)
+        )
+        self.rebuilds = 0
+        """Engines built to replace a lost one, over this object's life."""
+
+    @property
+    def llm(self) -> Any:
+        """The current engine (a new object after a rebuild)."""
+        return self._llm
+
+    def _rebuild(self) -> Any:
+        self._llm = None  # the old one is shut down; never hand it out again
+        self._llm = self._build()
+        self.rebuilds += 1
+        return self._llm
+
+    def caption(
+        self,
+        model_inputs: Sequence[Mapping[str, Any]],
+        max_inflight_requests: int = 0,
+        *,
+        inflight_batching: bool = True,
+        stage2_prompts: Sequence[str | None] | None = None,
+        on_result: Callable[[int, CaptionResult], None] | None = None,
+    ) -> list[CaptionResult]:
+        """:func:`caption_results` on the owned engine, rebuilding it if it dies or stalls."""
+        if self._llm is None:
+            self._llm = self._build()  # a rebuild failed last time: try again
+        return caption_results(
+            model_inputs,
+            self._llm,
+            self.processor,
+            self.sampling_params,
+            self.config,
+            max_inflight_requests,
+            inflight_batching=inflight_batching,
+            stage2_prompts=stage2_prompts,
+            on_result=on_result,
+            rebuild=self._rebuild,
+        )
+
+    def close(self) -> None:
+        """Shut the engine down (best effort); a later :meth:`caption` builds a new one."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            shutdown_llm(llm)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def vllm_caption(  # noqa: PLR0913 - the seed's signature

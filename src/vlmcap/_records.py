@@ -6,6 +6,7 @@ cosmos-curate's data model so that plugins written against its guide keep workin
 
 import enum
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -25,13 +26,16 @@ def _non_negative(_inst: object, attribute: "attrs.Attribute[Any]", value: float
         raise ConfigError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _md_positive(_inst: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
-    if not value > 0:
-        raise MetadataError(f"{attribute.name} must be > 0, got {value!r}")
+def _md_positive(_inst: object, attribute: "attrs.Attribute[Any]", value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value) > 0:
+        raise MetadataError(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
 def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise MetadataError(f"expected a sequence of ints, got {values!r}: {exc}") from exc
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -286,5 +290,5 @@ class VideoMetadata:
                 width=md.get("width"),
                 height=md.get("height"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise MetadataError(f"{field}: malformed video metadata {dict(md)!r}: {exc}") from exc

@@ -4,8 +4,9 @@
 engine up to ``max_inflight`` (all of them at once, not one per step); ``settle`` folds engine
 outcomes in: a finished stage-1 request that asks for refinement becomes a stage-2 job at the
 *front* of the queue (its frames are hot, and the window finishes sooner); anything else becomes
-the final :class:`CaptionResult` of its input. No I/O, no engine, no clock: the driver in
-``_captioner`` feeds it.
+the final :class:`CaptionResult` of its input; ``requeue_inflight`` hands what was in flight
+back to the queue when the engine is lost (the driver rebuilds it). No I/O, no engine, no clock:
+the driver in ``_captioner`` feeds it.
 
 Invariants (checked by Hypothesis in ``tests/test_scheduler_properties.py``):
 - every input ends with exactly one result, at its own index;
@@ -28,6 +29,8 @@ class Job:
     index: int
     stage: int
     request: VllmCaptionRequest
+    retries: int = 0
+    """Times this job was resubmitted after a retryable engine error."""
 
 
 @attrs.frozen
@@ -48,6 +51,13 @@ class Outcome:
     prompt_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    retryable: bool = False
+    """The engine failed the request in a way a resubmission fixes (vLLM's multimodal cache
+    drift ends a request with reason ``"error"`` and asks for a resend)."""
+
+
+MAX_REQUEST_RETRIES = 2
+"""Resubmissions of one job after retryable errors before its error is final."""
 
 
 @attrs.frozen
@@ -148,11 +158,15 @@ def settle(state: SchedulerState, outcomes: Sequence[Outcome], refine: Refine) -
     counts = dict(state.counts)
     results = dict(state.results)
     refined: list[Job] = []
+    retried: list[Job] = []
     strays = state.strays
     for out in outcomes:
         job = inflight.pop(out.engine_id, None)
         if job is None:
             strays += 1
+            continue
+        if out.retryable and job.retries < MAX_REQUEST_RETRIES:
+            retried.append(attrs.evolve(job, retries=job.retries + 1))
             continue
         total = counts.get(job.index, TokenCounts()) + TokenCounts(
             out.prompt_tokens, out.output_tokens
@@ -178,7 +192,7 @@ def settle(state: SchedulerState, outcomes: Sequence[Outcome], refine: Refine) -
         results[job.index] = result
     return attrs.evolve(
         state,
-        queue=tuple(refined) + state.queue,
+        queue=(*refined, *retried, *state.queue),
         inflight=inflight,
         counts=counts,
         results=results,
@@ -194,6 +208,19 @@ def abandon(state: SchedulerState, error: str) -> SchedulerState:
             f"stage {job.stage}: {error}", state.counts.get(job.index), job.stage
         )
     return attrs.evolve(state, queue=(), inflight={}, results=results)
+
+
+def requeue_inflight(state: SchedulerState) -> SchedulerState:
+    """Put every in-flight job back at the front of the queue (the engine was lost).
+
+    Jobs keep their stage and request: a stage-2 job stays stage 2 with its refined request, so
+    a rebuilt engine runs only what had not finished. Results, token counts of finished stages
+    and the id serial are kept, so the resubmitted jobs get fresh engine ids and an output that
+    still arrives under an old id counts as a stray. Order: admission order, ahead of the queue.
+    """
+    if not state.inflight:
+        return state
+    return attrs.evolve(state, queue=(*state.inflight.values(), *state.queue), inflight={})
 
 
 def ordered_results(state: SchedulerState) -> list[CaptionResult]:

@@ -19,6 +19,8 @@ import dataclasses
 import functools
 import logging
 import os
+import queue
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -137,6 +139,19 @@ def shutdown_llm(llm: Any) -> None:
             logging.getLogger("vlmcap").debug("engine shutdown failed", exc_info=True)
 
 
+class EngineDeadError(RuntimeError):
+    """The engine's core process is gone (raised by :class:`EngineAdapter`; vLLM has its own)."""
+
+
+def is_engine_dead(exc: BaseException) -> bool:
+    """True for errors that mean the whole engine is lost, not one request.
+
+    Matches vLLM's ``EngineDeadError`` (any version) and this module's by class name, so the
+    check needs no vLLM import and test fakes can raise their own ``EngineDeadError``.
+    """
+    return any(cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__)
+
+
 def make_sampling_params(config: VllmConfig) -> Any:
     """``SamplingParams`` from the config; outputs are reported once, when finished."""
     from vllm import SamplingParams
@@ -247,8 +262,12 @@ class EngineAdapter:
     ``error`` set.
     """
 
+    poll_s = 0.5
+    """Longest one :meth:`step` waits for engine output before returning nothing."""
+
     def __init__(self, llm: Any, *, workers: int | None = None) -> None:
         """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``)."""
+        self.llm = llm
         self._engine = llm.llm_engine
         self._render = getattr(llm, "_preprocess_cmpl_one", None)
         n = render_workers() if workers is None else workers
@@ -272,7 +291,9 @@ class EngineAdapter:
     def _try_add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> Exception | None:
         try:
             self.add(engine_id, inputs, params)
-        except Exception as exc:  # noqa: BLE001 - reported per request
+        except Exception as exc:
+            if is_engine_dead(exc):
+                raise
             return exc
         return None
 
@@ -287,7 +308,9 @@ class EngineAdapter:
             self._pending.popleft()
             try:
                 self._engine.add_request(engine_id, fut.result(), params)
-            except Exception as exc:  # noqa: BLE001 - reported per request
+            except Exception as exc:
+                if is_engine_dead(exc):
+                    raise
                 err = f"rejected: {type(exc).__name__}: {exc}"
                 failed.append(Finished(engine_id, None, None, 0, 0, error=err))
         return failed
@@ -297,9 +320,42 @@ class EngineAdapter:
         failed = self._drain(wait=False)
         while self._pending and not self._engine.has_unfinished_requests():
             failed += self._drain(wait=True)
-        if not self._engine.has_unfinished_requests():
+        if not self._engine.has_unfinished_requests() or not self._wait_for_output():
             return failed
         return failed + finished_outputs(self._engine.step())
+
+    def _wait_for_output(self) -> bool:
+        """Wait up to :attr:`poll_s` for engine-core output; raise if the core process died.
+
+        vLLM 0.32's ``LLMEngine.step`` blocks forever on its output queue once the core process
+        is killed (its monitor thread marks the engine dead but queues nothing), and never
+        returns while the engine is wedged, so the driver's stall timeout could not fire. This
+        waits on the same queue without consuming it. Engines without that queue (other vLLM
+        versions or an in-process core) are stepped directly.
+        """
+        core = getattr(self._engine, "engine_core", None)
+        outputs = getattr(core, "outputs_queue", None)
+        resources = getattr(core, "resources", None)
+        if not isinstance(outputs, queue.Queue) or resources is None:
+            return True
+        deadline = time.monotonic() + self.poll_s
+        with outputs.not_empty:
+            while not outputs.queue:
+                if getattr(resources, "engine_dead", False):
+                    raise EngineDeadError("the vLLM engine core process is gone")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                outputs.not_empty.wait(min(left, 0.1))
+        return True
+
+    def close(self) -> None:
+        """Drop requests still rendering and stop the render threads (the engine is kept)."""
+        for _engine_id, fut, _params in self._pending:
+            fut.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def abort(self, engine_ids: Sequence[str]) -> None:
         """Abort requests still rendering or in the engine (best effort)."""

@@ -56,6 +56,10 @@ def default_text(inputs: Mapping[str, Any]) -> str:
     return f"caption-{digest}"
 
 
+class EngineDeadError(RuntimeError):
+    """What a dead fake engine raises (named like vLLM's, which the driver recognises)."""
+
+
 @attrs.define
 class _Pending:
     inputs: Mapping[str, Any]
@@ -75,6 +79,8 @@ class FakeEngine:
             vLLM itself rejects, see :func:`vllm_like_reject`).
         fail_step: ``step`` raises ``RuntimeError`` on this call number (1-based).
         stall: from this step on, nothing finishes any more.
+        die_after: the engine dies after this many ``step()`` calls: every later ``step`` and
+            ``add`` raises :class:`EngineDeadError` (like vLLM once its core process is gone).
         strays: ids to report as finished although never added.
     """
 
@@ -84,6 +90,7 @@ class FakeEngine:
     fail_step: int | None = None
     stall: int | None = None
     strays: Sequence[str] = ()
+    die_after: int | None = None
     added: list[str] = attrs.field(factory=list)
     aborted: list[str] = attrs.field(factory=list)
     peak_inflight: int = 0
@@ -92,6 +99,8 @@ class FakeEngine:
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Queue a request (or raise, per ``reject``)."""
+        if self.dead:
+            raise EngineDeadError("fake engine is dead")
         if engine_id in self._pending:
             raise ValueError(f"request id {engine_id} is already in flight")
         if self.reject(engine_id, inputs):
@@ -108,6 +117,8 @@ class FakeEngine:
         self.step_calls += 1
         if self.fail_step is not None and self.step_calls == self.fail_step:
             raise RuntimeError("fake engine died")
+        if self.dead:
+            raise EngineDeadError(f"fake engine died after {self.die_after} step(s)")
         done: list[Finished] = []
         if self.stall is not None and self.step_calls >= self.stall:
             return done
@@ -138,6 +149,11 @@ class FakeEngine:
         for engine_id in engine_ids:
             self.aborted.append(engine_id)
             self._pending.pop(engine_id, None)
+
+    @property
+    def dead(self) -> bool:
+        """True once the engine has died (see ``die_after``)."""
+        return self.die_after is not None and self.step_calls > self.die_after
 
     @property
     def inflight(self) -> int:
