@@ -385,3 +385,30 @@ def _safe_rows(out: Path) -> list[WindowCaption]:
         return read_rows(out)
     except (OSError, ValueError, json.JSONDecodeError):
         return []
+
+
+def test_a_dead_engine_is_rebuilt_and_every_window_still_captioned(
+    media: dict[str, Path], qwen_config: Any, processor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job passes a rebuild to caption_results: when its engine dies mid-batch, a new one
+    (from ``vllm_model``) finishes the unfinished windows; nothing is lost or doubled."""
+    import vlmcap.video._job as job
+
+    fresh: list[FakeEngine] = []
+
+    def build(_config: Any) -> FakeEngine:
+        fresh.append(FakeEngine())
+        return fresh[-1]
+
+    monkeypatch.setattr(job, "vllm_model", build)
+    dying = FakeEngine(steps=lambda _id, _inp: 2, die_after=1)
+    rows = list(
+        caption_paths(
+            [media["video1"]], qwen_config, llm=dying, processor=processor,
+            progress=False, settings=SETTINGS, batch_windows=64,
+        )
+    )
+    assert dying.dead and len(fresh) == 1
+    assert [r.window_index for r in rows] == list(range(_expected_windows(media["video1"])))
+    assert all(r.ok for r in rows), [r.error for r in rows if not r.ok]
+    assert len(fresh[0].added) == len(rows)  # everything was unfinished when the engine died

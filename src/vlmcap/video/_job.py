@@ -311,6 +311,12 @@ class _Captioner:
             self._params = sampling_params(self.config)
         self.stats.engine_start_s += time.monotonic() - t0
 
+    def _rebuild(self) -> Any:
+        """A new engine after the old one died or stalled (caption_results shut it down)."""
+        self.llm = None  # never reuse the lost engine, even if building a new one fails
+        self.llm = vllm_model(self.config)
+        return self.llm
+
     def caption(self, windows: Sequence[_Window]) -> list[WindowCaption]:
         """One row per window, in order."""
         if not windows:
@@ -334,7 +340,7 @@ class _Captioner:
             t0 = time.monotonic()
             captioned = caption_results(
                 inputs, self.llm, self.processor, self._params, self.config, 0,
-                inflight_batching=True,
+                inflight_batching=True, rebuild=self._rebuild,
             )
             self.stats.caption_s += time.monotonic() - t0
             self.stats.windows_captioned += len(inputs)
