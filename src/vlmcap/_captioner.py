@@ -140,43 +140,28 @@ def _as_engine(llm: Any) -> Engine:
 
 
 def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
+    """The plugin's caption of a finished request, or that request's error."""
     if fin.error is not None:
         return sched.Outcome(fin.engine_id, None, None, 0, 0, error=fin.error)
     if fin.finish_reason == "error" and not fin.output_tokens:  # vLLM: resend (cache drift)
         err = "engine finished the request with reason 'error'"
         return sched.Outcome(fin.engine_id, None, "error", error=err, retryable=True)
-    try:
-        caption = plugin.decode(fin.output)
-    except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
-        return sched.Outcome(
-            fin.engine_id,
-            None,
-            fin.finish_reason,
-            fin.prompt_tokens,
-            fin.output_tokens,
-            error=f"decode failed: {type(exc).__name__}: {exc}",
-        )
-    if not isinstance(caption, str):
-        return sched.Outcome(
-            fin.engine_id,
-            None,
-            fin.finish_reason,
-            fin.prompt_tokens,
-            fin.output_tokens,
-            error=f"decode returned {type(caption).__name__}, not str",
-        )
+    caption: object = None
+    error = None
     if fin.finish_reason in ("abort", "error"):
-        return sched.Outcome(
-            fin.engine_id,
-            None,
-            fin.finish_reason,
-            fin.prompt_tokens,
-            fin.output_tokens,
-            error=f"engine finished the request with reason {fin.finish_reason!r}",
-        )
-    return sched.Outcome(
-        fin.engine_id, caption, fin.finish_reason, fin.prompt_tokens, fin.output_tokens
-    )
+        error = f"engine finished the request with reason {fin.finish_reason!r}"
+    else:
+        try:
+            caption = plugin.decode(fin.output)
+        except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
+            error = f"decode failed: {type(exc).__name__}: {exc}"
+        else:
+            if not isinstance(caption, str):
+                error = f"decode returned {type(caption).__name__}, not str"
+    counts = (fin.finish_reason, fin.prompt_tokens, fin.output_tokens)
+    if error is not None:
+        return sched.Outcome(fin.engine_id, None, *counts, error=error)
+    return sched.Outcome(fin.engine_id, str(caption), *counts)
 
 
 def _submit(

@@ -162,7 +162,7 @@ def make_sampling_params(config: VllmConfig) -> Any:
         n=1,
         temperature=s.temperature,
         top_p=s.top_p,
-        top_k=s.top_k if s.top_k > 0 else (0 if vllm_version() >= (0, 10, 0) else -1),
+        top_k=s.top_k,  # 0 disables top-k in every supported vLLM (>= 0.26)
         min_p=s.min_p,
         repetition_penalty=s.repetition_penalty,
         presence_penalty=s.presence_penalty,
