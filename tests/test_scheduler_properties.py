@@ -164,3 +164,39 @@ def test_state_is_immutable() -> None:
 def test_negative_max_inflight_is_rejected() -> None:
     with pytest.raises(ValueError, match="must be >= 0"):
         sched.start([], max_inflight=-1)
+
+
+@given(data=st.data())
+def test_engine_losses_resubmit_only_unfinished_work(data: st.DataObject) -> None:
+    """With the engine lost at random moments (``requeue_inflight``), every input still ends
+    with exactly one result, and no stage that completed is ever submitted again."""
+    n = data.draw(st.integers(1, 15), label="inputs")
+    wants = data.draw(st.lists(st.booleans(), min_size=n, max_size=n), label="stage2")
+    max_inflight = data.draw(st.integers(0, 5), label="max_inflight")
+    requests = [
+        VllmCaptionRequest(f"r{i}", {"prompt": f"p{i}"}, stage2_prompt="refine: " if w else None)
+        for i, w in enumerate(wants)
+    ]
+    state = sched.start(requests, max_inflight=max_inflight)
+    completed: set[tuple[int, int]] = set()
+    losses = 0
+    while not sched.is_done(state):
+        state, subs = sched.admit(state)
+        for sub in subs:
+            assert (sub.job.index, sub.job.stage) not in completed, "finished work resubmitted"
+        if losses < 5 and data.draw(st.booleans(), label="engine lost"):
+            losses += 1
+            state = sched.requeue_inflight(state)
+            assert not state.inflight
+            continue
+        ids = sorted(state.inflight)
+        chosen = data.draw(st.permutations(ids))[: data.draw(st.integers(1, len(ids)))]
+        outcomes = []
+        for eid in chosen:
+            job = state.inflight[eid]
+            completed.add((job.index, job.stage))
+            outcomes.append(sched.Outcome(eid, f"text-{job.index}-{job.stage}", "stop", 1, 1))
+        state = sched.settle(state, outcomes, _refine_factory(frozenset()))
+    results = sched.ordered_results(state)
+    assert len(results) == n
+    assert all(r.ok and r.stages == (2 if w else 1) for r, w in zip(results, wants, strict=True))
