@@ -16,6 +16,10 @@ ENTRY_POINT_GROUP = "vlmcap.plugins"
 
 BUILTIN_PLUGINS: dict[str, str] = {
     "qwen": "vlmcap.plugins.qwen:VllmQwen7B",
+    "qwen3_vl": "vlmcap.plugins.qwen3_vl:VllmQwen3VL",
+    "cosmos_r1": "vlmcap.plugins.cosmos_reason:VllmCosmosReason1VL",
+    "cosmos_r2": "vlmcap.plugins.cosmos_reason:VllmCosmosReason2VL",
+    "phi4": "vlmcap.plugins.phi4:VllmPhi4",  # not run end to end (no remote-code processor)
 }
 
 _registered: dict[str, Any] = {}

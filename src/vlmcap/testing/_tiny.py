@@ -188,8 +188,95 @@ def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
     (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
 
 
+def _build_qwen3_vl(dest: Path, seed: int) -> None:
+    """A tiny dense Qwen3-VL (the architecture of Cosmos-Reason2 and of the Qwen3-VL family).
+
+    Text head_dim 64 with an interleaved mrope section of 8/12/12, vision patch 16 (a 32-aligned
+    grid after the 2x2 merge) and one deepstack layer; the head is shaped as for Qwen2.5-VL.
+    """
+    import torch
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    torch.manual_seed(seed)
+    tokenizer = _train_tokenizer(dest)
+    vocab = len(tokenizer)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS}
+    hidden = 128
+    config = Qwen3VLConfig(
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": hidden,
+            "intermediate_size": 256,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 64,
+            "max_position_embeddings": 32768,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5_000_000.0,
+                "mrope_section": [8, 12, 12],
+                "mrope_interleaved": True,
+            },
+            "bos_token_id": ids["<|endoftext|>"],
+            "eos_token_id": ids["<|im_end|>"],
+            "pad_token_id": ids["<|endoftext|>"],
+            "tie_word_embeddings": False,
+        },
+        vision_config={
+            "depth": 2,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_heads": 2,
+            "in_channels": 3,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "out_hidden_size": hidden,
+            "num_position_embeddings": 256,
+            "deepstack_visual_indexes": [1],
+        },
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    config.architectures = ["Qwen3VLForConditionalGeneration"]
+    model = Qwen3VLForConditionalGeneration(config)
+    with torch.no_grad():
+        mask = _word_token_mask(tokenizer, vocab)
+        head = model.lm_head.weight
+        head.mul_(8.0)
+        head[~mask] = 0.0
+    model.to(torch.bfloat16).save_pretrained(dest)
+    image_size = {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}
+    video_size = {"shortest_edge": 64 * 64, "longest_edge": 16 * 256 * 256}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=image_size, patch_size=16, merge_size=2),
+        tokenizer=tokenizer,
+        video_processor=Qwen3VLVideoProcessor(
+            size=video_size, patch_size=16, merge_size=2, cap_pixels_per_frame=False
+        ),
+        chat_template=_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(dest)
+    gen = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"]]}
+    (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
+
+
 _BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "qwen": _build_qwen2_5_vl,
+    "cosmos_r1": _build_qwen2_5_vl,  # Cosmos-Reason1-7B is a Qwen2.5-VL fine-tune
+    "cosmos_r2": _build_qwen3_vl,  # Cosmos-Reason2-8B is a Qwen3-VL fine-tune
+    "qwen3_vl": _build_qwen3_vl,  # dense stand-in for the pinned Qwen3-VL MoE (same processor)
 }
 
 

@@ -1,0 +1,170 @@
+"""microsoft/Phi-4-multimodal-instruct: frames as a list of images (cosmos-curate's removed plugin).
+
+**Not run end to end.** vLLM 0.26-0.32 serve this model only as ``Phi4MMForCausalLM``, whose
+multimodal processor is the model repository's remote code (``trust_remote_code``); that code
+cannot be downloaded here and is not copied into vlmcap, so there is no tiny checkpoint. The
+plugin is tested without an engine (inputs, refinement, decoding, engine arguments).
+
+Phi-4-multimodal has no video input: each frame becomes a PIL image, and the text prompt carries
+one ``<|image_1|>`` ... ``<|image_N|>`` placeholder per frame. Its vision works through a LoRA
+adapter shipped with the checkpoint (``vision-lora/``): the engine is built with
+``enable_lora=True`` and every request must be added with :meth:`VllmPhi4.lora_request`.
+vlmcap's engine driver does not attach a LoRA request yet, so captions through
+:func:`vlmcap.caption_results` would run without the vision adapter; use
+:meth:`VllmPhi4.lora_request` with ``LLM.generate(..., lora_request=...)`` until it does.
+
+The model's processor always resizes images itself (dynamic HD crops), so ``preprocess`` is
+accepted with either value and changes nothing.
+"""
+
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PIL import Image
+
+from vlmcap._errors import PluginError
+from vlmcap._frames import Frames, check_frames, to_uint8
+from vlmcap._plugin import VllmPlugin
+from vlmcap._records import VllmCaptionRequest, VllmConfig
+from vlmcap._vllm_compat import build_llm, is_cpu_platform
+from vlmcap.plugins.qwen import split_video
+
+
+MAX_MODEL_LEN = 32768
+MAX_NUM_BATCHED_TOKENS = 32768
+GPU_MEMORY_UTILIZATION = 0.85
+MM_CACHE_GB = 4.0
+MAX_IMAGES = 100
+"""Images (frames) per prompt, cosmos-curate's ``limit_mm_per_prompt``."""
+MAX_LORA_RANK = 320
+"""At least the rank of the checkpoint's vision LoRA (vLLM's Phi-4-multimodal example)."""
+VISION_LORA_DIR = "vision-lora"
+
+DEFAULT_REFINE_PROMPT = (
+    "Improve and refine following video description. Focus on highlighting the key visual and "
+    "sensory elements.\n"
+    "Ensure the description is clear, precise, and paints a compelling picture of the scene.\n\n"
+)
+"""Refine prefix (cosmos-curate's Phi-4 text); the stage-1 caption is appended to it."""
+
+
+def to_images(frames: Frames) -> list[Image.Image]:
+    """``(T, 3, H, W)`` frames (uint8, or float in [0, 1]) as ``T`` RGB PIL images."""
+    video = to_uint8(check_frames(frames, "frames"))
+    return [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy()) for f in video]
+
+
+def image_prompt(processor: Any, prompt: str, num_images: int) -> str:
+    """Chat-template text of one user turn: ``<|image_1|>...<|image_N|>`` then ``prompt``.
+
+    Raises:
+        PluginError: more images than :data:`MAX_IMAGES`, or no chat template.
+    """
+    if not 1 <= num_images <= MAX_IMAGES:
+        raise PluginError(f"phi4 takes 1 to {MAX_IMAGES} frames per prompt, got {num_images}")
+    tokenizer = getattr(processor, "tokenizer", processor)
+    if not callable(getattr(tokenizer, "apply_chat_template", None)):
+        raise PluginError(f"{type(tokenizer).__name__} has no apply_chat_template")
+    placeholders = "".join(f"<|image_{i}|>" for i in range(1, num_images + 1))
+    message = {"role": "user", "content": placeholders + prompt}
+    return str(tokenizer.apply_chat_template([message], tokenize=False, add_generation_prompt=True))
+
+
+class VllmPhi4(VllmPlugin):
+    """microsoft/Phi-4-multimodal-instruct (not run end to end: see the module docstring)."""
+
+    @staticmethod
+    def model_variant() -> str:
+        """``"phi4"``."""
+        return "phi4"
+
+    @classmethod
+    def processor(cls) -> Any:
+        """The checkpoint's (remote-code) processor."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(cls.model_path(), trust_remote_code=True)
+
+    @classmethod
+    def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
+        """The ``LLM(...)`` arguments for ``config``; every setting is honoured.
+
+        ``use_image_input`` needs nothing: frames are sent as images either way.
+        """
+        kwargs: dict[str, Any] = {
+            "model": str(cls.model_path(config)),
+            "trust_remote_code": True,
+            "tensor_parallel_size": config.num_gpus,
+            "max_model_len": config.max_model_len or MAX_MODEL_LEN,
+            "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
+            "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
+            "limit_mm_per_prompt": {"image": MAX_IMAGES, "video": 0, "audio": 0},
+            "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
+            "enable_lora": True,
+            "max_lora_rank": MAX_LORA_RANK,
+            "max_loras": 1,
+        }
+        if config.fp8:
+            kwargs["quantization"] = "fp8"
+        if is_cpu_platform():
+            kwargs["max_num_batched_tokens"] = kwargs["max_model_len"]
+        return kwargs
+
+    @classmethod
+    def lora_request(cls, config: VllmConfig | None = None) -> Any:
+        """The vision adapter every request needs: ``vllm.lora.request.LoRARequest``."""
+        from vllm.lora.request import LoRARequest
+
+        path = cls.model_path(config) / VISION_LORA_DIR
+        return LoRARequest("phi4-vision", 1, str(path))
+
+    @classmethod
+    def model(cls, config: VllmConfig) -> Any:
+        """A ``vllm.LLM`` with LoRA enabled (add requests with :meth:`lora_request`)."""
+        return build_llm(**cls.engine_kwargs(config))
+
+    @staticmethod
+    def make_llm_input(
+        prompt: str,
+        frames: Frames,
+        processor: Any,
+        *,
+        config: VllmConfig | None = None,  # noqa: ARG004 - declared: settings need no change here
+    ) -> dict[str, Any]:
+        """Text prompt with one ``<|image_i|>`` per frame, and the frames as PIL images."""
+        raw, _md = split_video(frames)  # images carry no timing; metadata is not used
+        images = to_images(raw)
+        return {
+            "prompt": image_prompt(processor, prompt, len(images)),
+            "multi_modal_data": {"image": images},
+        }
+
+    @staticmethod
+    def make_refined_llm_request(
+        request: VllmCaptionRequest,
+        processor: Any,
+        refine_prompt: str | None = None,
+    ) -> VllmCaptionRequest:
+        """Refine prefix + stage-1 caption over the very same image list."""
+        if request.caption is None:
+            msg = "request caption is None: stage 2 needs the stage-1 caption"
+            raise ValueError(msg)
+        mm = request.inputs.get("multi_modal_data")
+        if not isinstance(mm, Mapping) or not isinstance(mm.get("image"), Sequence):
+            msg = "request inputs have no multi_modal_data['image'] list to refine over"
+            raise PluginError(msg)
+        images = mm["image"]
+        prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
+        return VllmCaptionRequest(
+            request_id=secrets.token_hex(8),
+            inputs={
+                "prompt": image_prompt(processor, prefix + request.caption, len(images)),
+                "multi_modal_data": {"image": images},
+            },
+        )
+
+    @staticmethod
+    def decode(vllm_output: Any) -> str:
+        """The first completion's text, stripped."""
+        return str(vllm_output.outputs[0].text).strip()
