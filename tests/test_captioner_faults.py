@@ -186,3 +186,43 @@ def test_static_path_runs_batches_to_completion() -> None:
     res = _run(engine, 7, inflight_batching=False)
     assert all(r.ok for r in res)
     assert engine.peak_inflight == CONFIG.batch_size
+
+
+def test_a_plugin_lora_request_goes_with_every_request() -> None:
+    """Phi-4's vision is a LoRA adapter: a plugin's ``lora_request(config)`` reaches every
+    ``add_request`` the vLLM adapter makes, stage 2 included."""
+    from vlmcap._vllm_compat import EngineAdapter
+    from vlmcap.testing._fake import FakeCompletion, FakeRequestOutput
+
+    class LoraEcho(EchoPlugin):
+        @classmethod
+        def lora_request(cls, config: VllmConfig | None = None) -> Any:
+            return ("vision-lora", config.model_variant if config else None)
+
+    class StubEngine:  # the llm_engine surface the adapter uses
+        def __init__(self) -> None:
+            self.loras: list[Any] = []
+            self.pending: list[str] = []
+
+        def add_request(self, rid: str, inputs: Any, params: Any, lora_request: Any = None) -> None:
+            self.loras.append(lora_request)
+            self.pending.append(rid)
+
+        def has_unfinished_requests(self) -> bool:
+            return bool(self.pending)
+
+        def step(self) -> list[Any]:
+            done, self.pending = self.pending, []
+            out = (FakeCompletion(0, "a caption", (1,), "stop"),)
+            return [FakeRequestOutput(r, (1,), out) for r in done]
+
+    class StubLLM:
+        def __init__(self) -> None:
+            self.llm_engine = StubEngine()
+
+    vlmcap.register_plugin(LoraEcho)
+    llm = StubLLM()
+    res = vlmcap.caption_results(_inputs(3), llm, None, None, CONFIG, 0, stage2_prompts=["r: "] * 3)
+    assert all(r.ok and r.stages == 2 for r in res)
+    assert llm.llm_engine.loras == [("vision-lora", "echo-test")] * 6
+    assert isinstance(EngineAdapter(StubLLM()), vlmcap.Engine)

@@ -133,10 +133,16 @@ def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMeta
     return None
 
 
-def _as_engine(llm: Any) -> Engine:
+def _as_engine(llm: Any, lora_request: Any = None) -> Engine:
     if isinstance(llm, Engine):
         return llm
-    return EngineAdapter(llm)
+    return EngineAdapter(llm, lora_request=lora_request)
+
+
+def _plugin_lora(plugin: Any, config: VllmConfig) -> Any:
+    """The LoRA adapter a plugin needs on every request (``plugin.lora_request``), if any."""
+    make = getattr(plugin, "lora_request", None)
+    return make(config) if callable(make) else None
 
 
 def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
@@ -414,7 +420,8 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         return refined
 
     current = llm
-    engine = _as_engine(llm)
+    lora = _plugin_lora(plugin, config)
+    engine = _as_engine(llm, lora)
 
     def replace(lost: Engine) -> Engine:
         nonlocal current, engine
@@ -422,7 +429,7 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
             raise ConfigError("no rebuild factory")
         _retire(lost, current)
         current = rebuild()
-        engine = _as_engine(current)
+        engine = _as_engine(current, lora)
         return engine
 
     try:

@@ -265,9 +265,13 @@ class EngineAdapter:
     poll_s = 0.5
     """Longest one :meth:`step` waits for engine output before returning nothing."""
 
-    def __init__(self, llm: Any, *, workers: int | None = None) -> None:
-        """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``)."""
+    def __init__(self, llm: Any, *, workers: int | None = None, lora_request: Any = None) -> None:
+        """Wrap a ``vllm.LLM`` (or anything with a compatible ``llm_engine``).
+
+        ``lora_request`` goes with every request (Phi-4's vision needs its LoRA adapter).
+        """
         self.llm = llm
+        self._lora = lora_request
         self._engine = llm.llm_engine
         self._render = getattr(llm, "_preprocess_cmpl_one", None)
         n = render_workers() if workers is None else workers
@@ -276,7 +280,7 @@ class EngineAdapter:
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Submit one request now; raises if vLLM rejects the inputs."""
-        self._engine.add_request(engine_id, dict(inputs), params)
+        self._engine.add_request(engine_id, dict(inputs), params, lora_request=self._lora)
 
     def add_many(
         self, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
@@ -307,7 +311,7 @@ class EngineAdapter:
             wait = False
             self._pending.popleft()
             try:
-                self._engine.add_request(engine_id, fut.result(), params)
+                self._engine.add_request(engine_id, fut.result(), params, lora_request=self._lora)
             except Exception as exc:
                 if is_engine_dead(exc):
                     raise

@@ -8,10 +8,8 @@ plugin is tested without an engine (inputs, refinement, decoding, engine argumen
 Phi-4-multimodal has no video input: each frame becomes a PIL image, and the text prompt carries
 one ``<|image_1|>`` ... ``<|image_N|>`` placeholder per frame. Its vision works through a LoRA
 adapter shipped with the checkpoint (``vision-lora/``): the engine is built with
-``enable_lora=True`` and every request must be added with :meth:`VllmPhi4.lora_request`.
-vlmcap's engine driver does not attach a LoRA request yet, so captions through
-:func:`vlmcap.caption_results` would run without the vision adapter; use
-:meth:`VllmPhi4.lora_request` with ``LLM.generate(..., lora_request=...)`` until it does.
+``enable_lora=True`` and every request is added with :meth:`VllmPhi4.lora_request` (vlmcap's
+engine adapter attaches a plugin's ``lora_request(config)`` to every request it adds).
 
 The model's processor always resizes images itself (dynamic HD crops), so ``preprocess`` is
 accepted with either value and changes nothing.
