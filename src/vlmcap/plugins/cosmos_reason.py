@@ -12,13 +12,12 @@ model-side, like ``qwen3_vl`` (see :mod:`vlmcap.plugins.qwen3_vl`).
 
 import re
 import secrets
-from collections.abc import Mapping
 from typing import Any
 
 from vlmcap._errors import PluginError, UnsupportedSettingError
 from vlmcap._frames import Frames
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap.plugins.qwen import VllmQwen7B, split_video, to_model_frames
+from vlmcap.plugins.qwen import VllmQwen7B, client_video, stage1_media
 from vlmcap.plugins.qwen3_vl import qwen3_engine_kwargs, qwen3_video
 
 
@@ -100,16 +99,11 @@ class VllmCosmosReason1VL(VllmQwen7B):
         config: VllmConfig | None = None,
     ) -> dict[str, Any]:
         """The chat-template text (system message + ``prompt``) and ``(uint8 frames, metadata)``."""
-        raw, md = split_video(frames)
-        client_resize = config is None or not config.preprocess
-        video = to_model_frames(raw, processor, client_resize=client_resize)
-        if metadata is not None:
-            md = metadata.to_vllm()
-        if md is not None:
-            md = {**md, "width": int(video.shape[3]), "height": int(video.shape[2])}
         return {
             "prompt": chat_prompt(processor, prompt),
-            "multi_modal_data": {"video": video if md is None else (video, md)},
+            "multi_modal_data": {
+                "video": client_video(frames, processor, metadata=metadata, config=config)
+            },
         }
 
     @staticmethod
@@ -119,19 +113,13 @@ class VllmCosmosReason1VL(VllmQwen7B):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prefix + stage-1 caption, with the system message, over the same video object."""
-        if request.caption is None:
-            msg = "request caption is None: stage 2 needs the stage-1 caption"
-            raise ValueError(msg)
-        mm = request.inputs.get("multi_modal_data")
-        if not isinstance(mm, Mapping) or "video" not in mm:
-            msg = "request inputs have no multi_modal_data['video'] to refine over"
-            raise PluginError(msg)
+        caption, video = stage1_media(request)
         prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
         return VllmCaptionRequest(
             request_id=secrets.token_hex(8),
             inputs={
-                "prompt": chat_prompt(processor, prefix + request.caption),
-                "multi_modal_data": {"video": mm["video"]},
+                "prompt": chat_prompt(processor, prefix + caption),
+                "multi_modal_data": {"video": video},
             },
         )
 
@@ -157,9 +145,7 @@ class VllmCosmosReason2VL(VllmCosmosReason1VL):
     @classmethod
     def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
         """The ``LLM(...)`` arguments for ``config`` (Qwen3-VL's; ``use_image_input`` refused)."""
-        return qwen3_engine_kwargs(
-            str(cls.model_path(config)), config, variant=cls.model_variant()
-        )
+        return qwen3_engine_kwargs(str(cls.model_path(config)), config, variant=cls.model_variant())
 
     @staticmethod
     def make_llm_input(

@@ -16,7 +16,7 @@ accepted with either value and changes nothing.
 """
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from PIL import Image
@@ -26,7 +26,7 @@ from vlmcap._frames import Frames, check_frames, to_uint8
 from vlmcap._plugin import VllmPlugin
 from vlmcap._records import VllmCaptionRequest, VllmConfig
 from vlmcap._vllm_compat import build_llm, is_cpu_platform
-from vlmcap.plugins.qwen import split_video
+from vlmcap.plugins.qwen import split_video, stage1_media
 
 
 MAX_MODEL_LEN = 32768
@@ -145,19 +145,15 @@ class VllmPhi4(VllmPlugin):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prefix + stage-1 caption over the very same image list."""
-        if request.caption is None:
-            msg = "request caption is None: stage 2 needs the stage-1 caption"
-            raise ValueError(msg)
-        mm = request.inputs.get("multi_modal_data")
-        if not isinstance(mm, Mapping) or not isinstance(mm.get("image"), Sequence):
-            msg = "request inputs have no multi_modal_data['image'] list to refine over"
+        caption, images = stage1_media(request, "image")
+        if not isinstance(images, Sequence):
+            msg = "request inputs' multi_modal_data['image'] is not a list of images"
             raise PluginError(msg)
-        images = mm["image"]
         prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
         return VllmCaptionRequest(
             request_id=secrets.token_hex(8),
             inputs={
-                "prompt": image_prompt(processor, prefix + request.caption, len(images)),
+                "prompt": image_prompt(processor, prefix + caption, len(images)),
                 "multi_modal_data": {"image": images},
             },
         )

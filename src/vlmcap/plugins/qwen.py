@@ -75,6 +75,44 @@ def split_video(video: Any) -> tuple[Any, dict[str, Any] | None]:
     return video, None
 
 
+def client_video(
+    frames: Any,
+    processor: Any,
+    *,
+    metadata: VideoMetadata | None,
+    config: VllmConfig | None,
+) -> Any:
+    """The video for vLLM: uint8 frames, with metadata when given or carried by ``frames``.
+
+    Frames are resized on the client to the processor's grid unless ``config.preprocess``.
+    """
+    raw, md = split_video(frames)
+    client_resize = config is None or not config.preprocess
+    video = to_model_frames(raw, processor, client_resize=client_resize)
+    if metadata is not None:
+        md = metadata.to_vllm()
+    if md is None:
+        return video
+    return video, {**md, "width": int(video.shape[3]), "height": int(video.shape[2])}
+
+
+def stage1_media(request: VllmCaptionRequest, key: str = "video") -> tuple[str, Any]:
+    """The stage-1 caption and the multimodal item (``multi_modal_data[key]``) to refine over.
+
+    Raises:
+        ValueError: the request has no caption (stage 2 needs it).
+        PluginError: the request's inputs carry no ``multi_modal_data[key]``.
+    """
+    if request.caption is None:
+        msg = "request caption is None: stage 2 needs the stage-1 caption"
+        raise ValueError(msg)
+    mm = request.inputs.get("multi_modal_data")
+    if not isinstance(mm, Mapping) or key not in mm:
+        msg = f"request inputs have no multi_modal_data[{key!r}] to refine over"
+        raise PluginError(msg)
+    return request.caption, mm[key]
+
+
 class VllmQwen7B(VllmPlugin):
     """Qwen/Qwen2.5-VL-7B-Instruct."""
 
@@ -128,16 +166,11 @@ class VllmQwen7B(VllmPlugin):
         config: VllmConfig | None = None,
     ) -> dict[str, Any]:
         """Token ids for ``prompt`` plus the video as ``(uint8 frames, metadata)``."""
-        raw, md = split_video(frames)
-        client_resize = config is None or not config.preprocess
-        video = to_model_frames(raw, processor, client_resize=client_resize)
-        if metadata is not None:
-            md = metadata.to_vllm()
-        if md is not None:
-            md = {**md, "width": int(video.shape[3]), "height": int(video.shape[2])}
         return {
             "prompt_token_ids": chat_token_ids(processor, prompt),
-            "multi_modal_data": {"video": video if md is None else (video, md)},
+            "multi_modal_data": {
+                "video": client_video(frames, processor, metadata=metadata, config=config)
+            },
         }
 
     @staticmethod
@@ -147,19 +180,13 @@ class VllmQwen7B(VllmPlugin):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prompt + stage-1 caption over the very same video object."""
-        if request.caption is None:
-            msg = "request caption is None: stage 2 needs the stage-1 caption"
-            raise ValueError(msg)
-        mm = request.inputs.get("multi_modal_data")
-        if not isinstance(mm, Mapping) or "video" not in mm:
-            msg = "request inputs have no multi_modal_data['video'] to refine over"
-            raise PluginError(msg)
+        caption, video = stage1_media(request)
         prefix = DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt
         return VllmCaptionRequest(
             request_id=secrets.token_hex(8),
             inputs={
-                "prompt_token_ids": chat_token_ids(processor, prefix + request.caption),
-                "multi_modal_data": {"video": mm["video"]},
+                "prompt_token_ids": chat_token_ids(processor, prefix + caption),
+                "multi_modal_data": {"video": video},
             },
         )
 

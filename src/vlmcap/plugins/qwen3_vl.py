@@ -97,9 +97,7 @@ class VllmQwen3VL(VllmQwen7B):
     @classmethod
     def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
         """The ``LLM(...)`` arguments for ``config`` (see :func:`qwen3_engine_kwargs`)."""
-        return qwen3_engine_kwargs(
-            str(cls.model_path(config)), config, variant=cls.model_variant()
-        )
+        return qwen3_engine_kwargs(str(cls.model_path(config)), config, variant=cls.model_variant())
 
     @staticmethod
     def make_llm_input(
