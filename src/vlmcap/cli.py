@@ -1,13 +1,15 @@
-"""The ``vlmcap`` command: caption, check, bench, demo, plugins, tiny-checkpoint."""
+"""The ``vlmcap`` command: caption, check, bench, demo, download, plugins, tiny-checkpoint."""
 
 import argparse
 import importlib
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from vlmcap._errors import ConfigError, VlmcapError
+from vlmcap._errors import ConfigError, UnknownVariantError, VlmcapError
+from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import plugin_model_id
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
@@ -28,6 +30,34 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     from vlmcap.testing import tiny_checkpoint
 
     print(tiny_checkpoint(args.variant, args.dest, seed=args.seed))
+    return 0
+
+
+def _download_plan(variant: str, dest: str | None) -> tuple[str, str | None, Path]:
+    """(repo id, pinned revision, target folder) for ``vlmcap download``."""
+    entry = MODEL_IDS.get(variant)
+    if entry is None:
+        raise UnknownVariantError(variant, MODEL_IDS, what="model id")
+    root = dest or os.environ.get("VLMCAP_MODEL_DIR")
+    if not root:
+        raise ConfigError("no destination: pass --dest DIR or set $VLMCAP_MODEL_DIR")
+    return entry.repo_id, entry.revision, Path(root) / entry.repo_id
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    repo, revision, target = _download_plan(args.variant, args.dest)
+    print(f"{args.variant}: {repo}@{revision or 'main'} -> {target}")
+    if args.dry_run:
+        return 0
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download(repo, revision=revision, local_dir=target)
+    except Exception as exc:  # noqa: BLE001 - network, auth, offline: one clear message
+        print(f"vlmcap: error: download of {repo} failed: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+        return 1
+    print(f"done: set VllmConfig.model_path={target} or VLMCAP_MODEL_DIR={target.parent.parent}")
     return 0
 
 
@@ -284,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--out", default="out/demo.jsonl")
     p.set_defaults(func=_cmd_demo)
+    p = sub.add_parser(
+        "download", help="fetch a variant's checkpoint at its pinned revision (huggingface_hub)"
+    )
+    p.add_argument("variant")
+    p.add_argument("--dest", default=None, help="root folder (default: $VLMCAP_MODEL_DIR)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, download nothing")
+    p.set_defaults(func=_cmd_download)
     p = sub.add_parser("plugins", help="list plugin variants and their model ids")
     p.set_defaults(func=_cmd_plugins)
     p = sub.add_parser("tiny-checkpoint", help="build a tiny checkpoint for a variant")
