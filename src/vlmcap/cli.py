@@ -2,10 +2,11 @@
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vlmcap._errors import ConfigError, UnknownVariantError, VlmcapError
@@ -13,7 +14,7 @@ from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import plugin_model_id
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
-from vlmcap.video import JobStats, WindowSettings, caption_paths, expand_inputs
+from vlmcap.video import JobStats, WindowCaption, WindowSettings, caption_paths, expand_inputs
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
@@ -145,7 +146,37 @@ def _caption_summary(stats: JobStats, out: str) -> str:
     return "\n".join(lines)
 
 
+def _ray_rows(
+    args: argparse.Namespace, config: VllmConfig, settings: WindowSettings, stats: JobStats
+) -> Iterator[WindowCaption]:
+    """``caption --ray``: start or join a Ray cluster and run the job there."""
+    try:
+        from vlmcap.ray import RayOptions, caption_paths_ray, default_engines, init_ray
+    except ImportError as exc:
+        raise ConfigError("--ray needs Ray: pip install 'vlmcap[ray]'") from exc
+    engines = args.ray_engines
+    local_cpus = None
+    if args.address is None:
+        local_cpus = max(os.cpu_count() or 1, RayOptions(engines=engines or 1).cpus)
+    init_ray(args.address, num_cpus=None if local_cpus is None else math.ceil(local_cpus))
+    return caption_paths_ray(
+        args.inputs,
+        config,
+        options=RayOptions(engines=engines or default_engines()),
+        out=args.out,
+        resume=args.resume,
+        progress=args.progress,
+        settings=settings,
+        max_pixels=args.max_pixels or None,
+        max_side=args.max_side,
+        batch_windows=args.batch_windows,
+        stats=stats,
+    )
+
+
 def _cmd_caption(args: argparse.Namespace) -> int:
+    if not args.ray and (args.address is not None or args.ray_engines is not None):
+        raise ConfigError("--address and --ray-engines need --ray")
     get_plugin(args.model)  # an unknown variant is a usage error, before any work
     if args.model_path is not None and not Path(args.model_path).is_dir():
         raise ConfigError(f"--model-path {args.model_path} is not a folder")
@@ -172,7 +203,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         raise ConfigError("no input files: the folders and lists given hold no media files")
     tqdm = importlib.import_module("tqdm").tqdm
     stats = JobStats()
-    for row in caption_paths(
+    rows = _ray_rows(args, config, settings, stats) if args.ray else caption_paths(
         args.inputs,
         config,
         out=args.out,
@@ -183,7 +214,8 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         batch_windows=args.batch_windows,
         stats=stats,
-    ):
+    )
+    for row in rows:
         if not row.ok and not row.resumed:
             msg = f"error: {row.source} window {row.window_index}: {row.error}"
             tqdm.write(msg, file=sys.stderr)
@@ -238,6 +270,13 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
                    help="skip windows already in --out (default: on); --no-resume starts afresh")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar on stderr (default: on)")
+    p.add_argument("--ray", action="store_true",
+                   help="run on a Ray cluster: one engine actor per GPU, decoder actors, rows "
+                        "written here as they finish (needs the ray extra)")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="with --ray: the cluster to join (default: start a local one)")
+    p.add_argument("--ray-engines", type=_positive_int, default=None, metavar="N",
+                   help="with --ray: engine actors (default: the cluster's GPUs, or 1)")
     p.set_defaults(func=_cmd_caption)
 
 

@@ -1,0 +1,156 @@
+"""The two kinds of Ray actor of a cluster run: decoders (CPU) and engines (one per GPU).
+
+A :class:`DecodeWorker` probes, decodes and preprocesses one file at a time (the main job's
+``_file_items`` and :func:`vlmcap.make_model_inputs`) and streams it out as :class:`Batch`
+objects. An :class:`EngineWorker` holds one :class:`vlmcap.Captioner` for its whole life and
+turns a batch into rows. Neither writes anything: the driver owns the output.
+"""
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vlmcap._captioner import Captioner, make_model_inputs
+from vlmcap._records import CaptionResult, VllmConfig
+from vlmcap.video._job import _file_items, _Ready, _Window
+from vlmcap.video._results import ResumeIndex, WindowCaption
+from vlmcap.video._windows import WindowPlan, WindowSettings
+
+
+EngineFactory = Callable[[VllmConfig], Any]
+"""Builds an engine from the config (default :func:`vlmcap.vllm_model`); must pickle."""
+
+
+@attrs.frozen
+class Work:
+    """One preprocessed window waiting for an engine."""
+
+    source: str
+    plan: WindowPlan
+    num_windows: int
+    frames: int
+    inputs: Mapping[str, Any] = attrs.field(eq=False, repr=False)
+
+    def row(self, result: CaptionResult, fingerprint: str) -> WindowCaption:
+        """The window's row for ``result``."""
+        return WindowCaption.from_result(
+            self.source, self.plan, self.num_windows, self.frames, result, fingerprint
+        )
+
+
+@attrs.frozen
+class Batch:
+    """Items of one file in window order: rows already known (errors, resumed) and work."""
+
+    source: str
+    items: tuple[WindowCaption | Work, ...]
+
+    @property
+    def windows(self) -> int:
+        """Items that need an engine."""
+        return sum(isinstance(i, Work) for i in self.items)
+
+
+@attrs.frozen
+class DecodeOptions:
+    """What a decoder needs to turn a file into batches (the job's settings, once)."""
+
+    config: VllmConfig
+    prompt: str
+    settings: WindowSettings
+    fingerprint: str
+    max_pixels: int | None
+    max_side: int
+    batch_windows: int
+
+
+class DecodeWorker:
+    """A CPU actor: decodes and preprocesses files into batches (a streaming generator)."""
+
+    def __init__(self, options: DecodeOptions) -> None:
+        from vlmcap._captioner import auto_processor
+
+        self.options = options
+        self.processor: Any = auto_processor(options.config)
+
+    def _work(self, window: _Window) -> WindowCaption | Work:
+        o = self.options
+        frames = int(window.decoded.frames.shape[0])
+        try:
+            (inputs,) = make_model_inputs(
+                [window.decoded.frames], o.config, self.processor, o.prompt,
+                metadata=[window.decoded.metadata],
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad window never sinks the batch
+            result = CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
+            return WindowCaption.from_result(
+                window.source, window.decoded.plan, window.num_windows, frames, result,
+                o.fingerprint,
+            )
+        return Work(window.source, window.decoded.plan, window.num_windows, frames, inputs)
+
+    def file(self, path: str, stored: Sequence[WindowCaption]) -> Iterator[Batch]:
+        """Yield the file's batches: at most ``batch_windows`` windows each, in window order.
+
+        ``stored`` are the file's rows from earlier runs (same fingerprint): passed through,
+        never decoded again.
+        """
+        o = self.options
+        index = ResumeIndex.build(stored, o.fingerprint)
+        items: list[WindowCaption | Work] = []
+        windows = 0
+        for item in _file_items(
+            Path(path), index, o.settings, max_pixels=o.max_pixels, max_side=o.max_side,
+            fingerprint=o.fingerprint,
+        ):
+            if isinstance(item, _Ready):
+                items.append(item.row)
+            elif isinstance(item, _Window):
+                work = self._work(item)
+                items.append(work)
+                windows += isinstance(work, Work)
+            if windows >= o.batch_windows or len(items) >= 8 * o.batch_windows:
+                yield Batch(path, tuple(items))
+                items, windows = [], 0
+        if items:
+            yield Batch(path, tuple(items))
+
+
+class EngineWorker:
+    """A long-lived engine actor: one :class:`vlmcap.Captioner` (rebuilt if its engine dies)."""
+
+    def __init__(self, config: VllmConfig, fingerprint: str, build: EngineFactory | None) -> None:
+        self.fingerprint = fingerprint
+        self.captioner = Captioner(
+            config, build=None if build is None else (lambda: build(config))
+        )
+        self.batches = 0
+
+    def pid(self) -> int:
+        """The actor's process id (for fault-injection tests)."""
+        import os
+
+        return os.getpid()
+
+    def caption(self, batch: Batch) -> list[WindowCaption]:
+        """One row per item of ``batch``, in order; an engine failure gives error rows."""
+        work = [w for w in batch.items if isinstance(w, Work)]
+        results: list[CaptionResult] = []
+        if work:
+            try:
+                results = self.captioner.caption([w.inputs for w in work])
+            except Exception as exc:  # noqa: BLE001 - every window still gets its row
+                failure = CaptionResult.failure(f"engine: {type(exc).__name__}: {exc}")
+                results = [failure] * len(work)
+        done = iter(results)
+        self.batches += 1
+        return [
+            item.row(next(done), self.fingerprint) if isinstance(item, Work) else item
+            for item in batch.items
+        ]
+
+    def close(self) -> None:
+        """Shut the engine down."""
+        self.captioner.close()
