@@ -112,6 +112,17 @@ def _word_token_mask(tokenizer: Any, vocab_size: int) -> "Any":
     return mask
 
 
+def _save_with_word_head(model: Any, tokenizer: Any, dest: Path) -> None:
+    """Shape the language head to emit whole words (see the module docstring); save in bf16."""
+    import torch
+
+    with torch.no_grad():
+        head = model.lm_head.weight
+        head.mul_(8.0)
+        head[~_word_token_mask(tokenizer, int(head.shape[0]))] = 0.0
+    model.to(torch.bfloat16).save_pretrained(dest)
+
+
 def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
     import torch
     from transformers import (
@@ -170,12 +181,7 @@ def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
     )
     config.architectures = ["Qwen2_5_VLForConditionalGeneration"]
     model = Qwen2_5_VLForConditionalGeneration(config)
-    with torch.no_grad():
-        mask = _word_token_mask(tokenizer, vocab)
-        head = model.lm_head.weight
-        head.mul_(8.0)
-        head[~mask] = 0.0
-    model.to(torch.bfloat16).save_pretrained(dest)
+    _save_with_word_head(model, tokenizer, dest)
     size = {"shortest_edge": 56 * 56, "longest_edge": 224 * 224}
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(size=size),
@@ -251,12 +257,7 @@ def _build_qwen3_vl(dest: Path, seed: int) -> None:
     )
     config.architectures = ["Qwen3VLForConditionalGeneration"]
     model = Qwen3VLForConditionalGeneration(config)
-    with torch.no_grad():
-        mask = _word_token_mask(tokenizer, vocab)
-        head = model.lm_head.weight
-        head.mul_(8.0)
-        head[~mask] = 0.0
-    model.to(torch.bfloat16).save_pretrained(dest)
+    _save_with_word_head(model, tokenizer, dest)
     image_size = {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}
     video_size = {"shortest_edge": 64 * 64, "longest_edge": 16 * 256 * 256}
     processor = Qwen3VLProcessor(
