@@ -28,12 +28,11 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError
 
 from vlmcap._errors import ConfigError, VlmcapError
-from vlmcap._prompts import check_prompt, get_prompt
 from vlmcap._records import VllmConfig
 from vlmcap.ray._actors import DecodeOptions, DecodeWorker, EngineFactory, EngineWorker
 from vlmcap.video._decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from vlmcap.video._job import JobStats, expand_inputs
-from vlmcap.video._results import ResumeIndex, WindowCaption, settings_fingerprint
+from vlmcap.video._job import JobStats, job_setup
+from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._sink import ResultSink, open_sink
 from vlmcap.video._windows import WindowSettings
 
@@ -293,17 +292,10 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
         SinkError: ``out`` is locked or unreadable.
         ClusterError: every engine actor died for good.
     """
-    if batch_windows < 1:
-        raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
-    if max_pixels is not None and max_pixels < 1:
-        raise ConfigError(f"max_pixels must be >= 1 or None, got {max_pixels}")
     opts = options or RayOptions()
-    text = check_prompt(prompt) if prompt is not None else get_prompt(
-        config.prompt_variant, config.prompt_text
+    text, s, fingerprint, files = job_setup(
+        paths, config, prompt, settings, max_pixels=max_pixels, batch_windows=batch_windows
     )
-    s = settings or WindowSettings(sampling_fps=config.sampling_fps)
-    fingerprint = settings_fingerprint(config, text, s, max_pixels)
-    files = expand_inputs([paths] if isinstance(paths, str | Path) else paths)
     st = stats if stats is not None else JobStats()
     t_start = time.monotonic()
     sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None

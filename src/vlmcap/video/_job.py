@@ -358,6 +358,35 @@ class _Captioner:
         return rows
 
 
+def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
+    paths: str | Path | Iterable[str | Path],
+    config: VllmConfig,
+    prompt: str | None,
+    settings: WindowSettings | None,
+    *,
+    max_pixels: int | None,
+    batch_windows: int,
+) -> tuple[str, WindowSettings, str, list[Path]]:
+    """Check a job's arguments; return (prompt, window settings, fingerprint, input files).
+
+    Shared by :func:`caption_paths` and the Ray job so both validate and key rows alike.
+
+    Raises:
+        ConfigError, PromptError: bad arguments (before any work).
+    """
+    if batch_windows < 1:
+        raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ConfigError(f"max_pixels must be >= 1 or None, got {max_pixels}")
+    text = check_prompt(prompt) if prompt is not None else get_prompt(
+        config.prompt_variant, config.prompt_text
+    )
+    s = settings or WindowSettings(sampling_fps=config.sampling_fps)
+    fingerprint = settings_fingerprint(config, text, s, max_pixels)
+    files = expand_inputs([paths] if isinstance(paths, str | Path) else paths)
+    return text, s, fingerprint, files
+
+
 def caption_paths(  # noqa: PLR0913 - the job's one entry point
     paths: Iterable[Path | str] | Path | str,
     config: VllmConfig,
@@ -407,16 +436,9 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
         ConfigError, PromptError: bad arguments (before any work).
         SinkError: ``out`` is locked or unreadable.
     """
-    if batch_windows < 1:
-        raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
-    if max_pixels is not None and max_pixels < 1:
-        raise ConfigError(f"max_pixels must be >= 1 or None, got {max_pixels}")
-    text = check_prompt(prompt) if prompt is not None else get_prompt(
-        config.prompt_variant, config.prompt_text
+    text, s, fingerprint, files = job_setup(
+        paths, config, prompt, settings, max_pixels=max_pixels, batch_windows=batch_windows
     )
-    s = settings or WindowSettings(sampling_fps=config.sampling_fps)
-    fingerprint = settings_fingerprint(config, text, s, max_pixels)
-    files = expand_inputs([paths] if isinstance(paths, str | Path) else paths)
     st = stats if stats is not None else JobStats()
     t_start = time.monotonic()
     sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None
