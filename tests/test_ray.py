@@ -185,3 +185,13 @@ def test_cli_caption_ray_on_the_running_cluster(
     ])
     assert code == 0
     assert _once(read_rows(out)) == _expected(videos[:1])
+
+
+def test_a_layout_the_cluster_cannot_place_is_refused_not_a_hang(
+    cluster: None, videos: list[Path], qwen_config: Any
+) -> None:
+    import vlmcap
+
+    options = RayOptions(engines=3, decoders=2, cpus_per_engine=1.0, name=_name())  # 5 > 4 CPUs
+    with pytest.raises(vlmcap.ConfigError, match=r"need 5 CPU but the cluster has 4 CPU"):
+        list(caption_paths_ray(videos[:1], qwen_config, options=options, progress=False))

@@ -8,7 +8,7 @@ is the typed variant of ``vllm_caption`` (one :class:`CaptionResult` per input),
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -219,21 +219,115 @@ def _add_each(
     return errors
 
 
-def _report(
-    state: sched.SchedulerState,
-    reported: set[int],
-    on_result: Callable[[int, CaptionResult], None] | None,
-) -> None:
-    if on_result is None:
-        return
-    for idx, res in state.results.items():
-        if idx not in reported:
-            reported.add(idx)
-            on_result(idx, res)
-
-
 Rebuild = Callable[[Engine], Engine]
 """Retire a failed engine and return a working replacement (may raise)."""
+
+
+Feed = Callable[[int, bool], Sequence[VllmCaptionRequest] | None]
+"""``feed(room, idle)``: up to ``room`` more stage-1 requests (any may be empty), ``None`` once no
+more will ever come. ``idle``: nothing is queued or in flight, so the feed may wait briefly."""
+
+
+def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
+    engine: Engine,
+    state: sched.SchedulerState,
+    *,
+    params: Any,
+    decode: Callable[[Finished], sched.Outcome],
+    refine: sched.Refine,
+    prepare: Callable[[sched.Job], Mapping[str, Any]],
+    stall_timeout_s: float,
+    clock: Callable[[], float] = time.monotonic,
+    rebuild: Rebuild | None = None,
+    max_retries: int = 0,
+    feed: Feed | None = None,
+    lookahead: int = 0,
+    final: list[sched.SchedulerState] | None = None,
+) -> Iterator[tuple[int, CaptionResult]]:
+    """Run the scheduler on ``engine``; yield ``(index, result)`` as each input's result is final.
+
+    Ends once every input has a result and ``feed`` (if any) is exhausted; the last state is
+    appended to ``final``. ``feed`` is asked for more inputs whenever fewer than ``lookahead``
+    (default ``state.max_inflight``, or 256 when that is unlimited) are queued or in flight, so
+    the engine stays full across inputs that arrive over time.
+
+    A request the engine rejects, or whose decode/refine fails, becomes that input's error.
+    An engine whose ``add``/``step`` raises an engine-level error (``step`` raising anything, or
+    ``add`` raising an ``EngineDeadError``), or that finishes nothing for ``stall_timeout_s``
+    while it has work, is lost: with ``rebuild``, up to ``max_retries`` times, it is replaced and
+    only the requests in flight are resubmitted (:func:`~vlmcap._scheduler.requeue_inflight`);
+    after that, or without ``rebuild``, the remaining inputs end with the cause as their error
+    (a stream's later inputs then run on the same engine and fail the same way if it is gone).
+    """
+    last_progress = clock()
+    reported: set[int] = set()
+    retries = 0
+    room_for = lookahead or state.max_inflight or 256
+    open_feed = feed is not None
+    while open_feed or not sched.is_done(state):
+        if feed is not None and open_feed:
+            state, open_feed = _top_up(state, feed, room_for)
+            if not (state.queue or state.inflight):
+                last_progress = clock()  # waiting for input is not a stall
+                continue
+        state, subs = sched.admit(state)
+        outcomes, lost = _run_step(engine, state, subs, params, prepare, decode)
+        if outcomes:  # with a failure: the rejections seen before it
+            state = sched.settle(state, outcomes, refine)
+            last_progress = clock()
+        elif lost is None and clock() - last_progress > stall_timeout_s:
+            lost = _stalled(engine, state, stall_timeout_s)
+        if lost is not None:
+            state, engine, retries = _recover(state, engine, lost, rebuild, retries, max_retries)
+            last_progress = clock()
+        for idx in state.results.keys() - reported:
+            reported.add(idx)
+            yield idx, state.results[idx]
+    if state.strays:
+        log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
+    if final is not None:
+        final.append(state)
+
+
+def _top_up(
+    state: sched.SchedulerState, feed: Feed, room_for: int
+) -> tuple[sched.SchedulerState, bool]:
+    """Ask ``feed`` for inputs up to ``room_for`` queued or in flight; False once it is done."""
+    pending = len(state.queue) + len(state.inflight)
+    new = feed(max(room_for - pending, 0), pending == 0)
+    if new is None:
+        return state, False
+    return sched.extend(state, new), True
+
+
+def _run_step(  # noqa: PLR0913 - one engine round trip
+    engine: Engine,
+    state: sched.SchedulerState,
+    subs: Sequence[sched.Submission],
+    params: Any,
+    prepare: Callable[[sched.Job], Mapping[str, Any]],
+    decode: Callable[[Finished], sched.Outcome],
+) -> tuple[list[sched.Outcome], str | None]:
+    """Submit ``subs`` and step once: the outcomes, and the cause if the engine was lost."""
+    outcomes: list[sched.Outcome] = []
+    try:
+        outcomes = _submit(engine, subs, params, prepare)
+        if state.inflight.keys() - {o.engine_id for o in outcomes}:
+            outcomes += [decode(f) for f in engine.step()]
+    except Exception as exc:
+        log.exception("engine failed")
+        return outcomes, f"engine failed: {type(exc).__name__}: {exc}"
+    return outcomes, None
+
+
+def _stalled(engine: Engine, state: sched.SchedulerState, stall_timeout_s: float) -> str:
+    """Abort what is in flight after a stall; the cause."""
+    err = EngineStalledError(f"no request finished in {stall_timeout_s:g} s")
+    try:
+        engine.abort(list(state.inflight))
+    except Exception:
+        log.exception("abort after stall failed")
+    return f"{type(err).__name__}: {err}"
 
 
 def drive(  # noqa: PLR0913 - the driver's knobs are all needed
@@ -250,47 +344,27 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     rebuild: Rebuild | None = None,
     max_retries: int = 0,
 ) -> sched.SchedulerState:
-    """Run the scheduler on ``engine`` until every input has a result.
+    """Run the scheduler on ``engine`` until every input has a result (see :func:`drive_iter`).
 
-    A request the engine rejects, or whose decode/refine fails, becomes that input's error.
-    An engine whose ``add``/``step`` raises an engine-level error (``step`` raising anything, or
-    ``add`` raising an ``EngineDeadError``), or that finishes nothing for ``stall_timeout_s``,
-    is lost: with ``rebuild``, up to ``max_retries`` times per call, it is replaced and only the
-    requests in flight are resubmitted (:func:`~vlmcap._scheduler.requeue_inflight`); after
-    that, or without ``rebuild``, the remaining inputs end with the cause as their error.
+    ``on_result`` is called once per input as its result is final.
     """
-    last_progress = clock()
-    reported: set[int] = set()
-    retries = 0
-    while not sched.is_done(state):
-        state, subs = sched.admit(state)
-        outcomes: list[sched.Outcome] = []
-        lost: str | None = None
-        try:
-            outcomes = _submit(engine, subs, params, prepare)
-            if state.inflight.keys() - {o.engine_id for o in outcomes}:
-                outcomes += [decode(f) for f in engine.step()]
-        except Exception as exc:
-            log.exception("engine failed")
-            lost = f"engine failed: {type(exc).__name__}: {exc}"
-        if outcomes:  # with a failure: the rejections seen before it
-            state = sched.settle(state, outcomes, refine)
-            last_progress = clock()
-        elif lost is None and clock() - last_progress > stall_timeout_s:
-            err = EngineStalledError(f"no request finished in {stall_timeout_s:g} s")
-            lost = f"{type(err).__name__}: {err}"
-            try:
-                engine.abort(list(state.inflight))
-            except Exception:
-                log.exception("abort after stall failed")
-        if lost is not None:
-            state, engine, retries = _recover(state, engine, lost, rebuild, retries, max_retries)
-            last_progress = clock()
-        _report(state, reported, on_result)
-    _report(state, reported, on_result)
-    if state.strays:
-        log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
-    return state
+    final: list[sched.SchedulerState] = []
+    for idx, res in drive_iter(
+        engine,
+        state,
+        params=params,
+        decode=decode,
+        refine=refine,
+        prepare=prepare,
+        stall_timeout_s=stall_timeout_s,
+        clock=clock,
+        rebuild=rebuild,
+        max_retries=max_retries,
+        final=final,
+    ):
+        if on_result is not None:
+            on_result(idx, res)
+    return final[0]
 
 
 def _recover(  # noqa: PLR0913 - state of one recovery, passed explicitly
@@ -398,57 +472,160 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
     """
     _check_model_inputs(model_inputs, max_inflight_requests)
     stage2_prompts = _stage2_prompts(config, stage2_prompts, len(model_inputs))
-    plugin = get_plugin(config.model_variant)
-    metadata = [_video_metadata(inp, config.sampling_fps) for inp in model_inputs]
-    requests = [
-        VllmCaptionRequest(request_id=f"vlmcap-{i}", inputs=inp, stage2_prompt=p)
-        for i, (inp, p) in enumerate(zip(model_inputs, stage2_prompts, strict=True))
-    ]
+    run = _Run(llm, processor, config, rebuild)
+    requests = [run.request(inp, p) for inp, p in zip(model_inputs, stage2_prompts, strict=True)]
     if inflight_batching:
         state = sched.start(requests, max_inflight=max_inflight_requests)
     else:
         state = sched.start(requests, max_inflight=config.batch_size, barrier=True)
-
-    def prepare(job: sched.Job) -> Mapping[str, Any]:
-        md = metadata[job.index]
-        return job.request.inputs if md is None else attach_video_metadata(job.request.inputs, md)
-
-    def refine(request: VllmCaptionRequest) -> VllmCaptionRequest:
-        refined: VllmCaptionRequest = plugin.make_refined_llm_request(
-            request, processor, request.stage2_prompt
-        )
-        return refined
-
-    current = llm
-    lora = _plugin_lora(plugin, config)
-    engine = _as_engine(llm, lora)
-
-    def replace(lost: Engine) -> Engine:
-        nonlocal current, engine
-        if rebuild is None:  # pragma: no cover - drive only calls this with a rebuild
-            raise ConfigError("no rebuild factory")
-        _retire(lost, current)
-        current = rebuild()
-        engine = _as_engine(current, lora)
-        return engine
-
     try:
         state = drive(
-            engine,
+            run.engine,
             state,
             params=sampling_params,
-            decode=lambda fin: _decode(plugin, fin),
-            refine=refine,
-            prepare=prepare,
+            decode=run.decode,
+            refine=run.refine,
+            prepare=run.prepare,
             stall_timeout_s=config.stall_timeout_s,
             on_result=on_result,
-            rebuild=None if rebuild is None else replace,
+            rebuild=run.replace if rebuild is not None else None,
             max_retries=config.max_retries,
         )
     finally:
-        if engine is not current and isinstance(engine, EngineAdapter):  # made here: stop it
-            engine.close()
+        run.close()
     return sched.ordered_results(state)
+
+
+def caption_stream(  # noqa: PLR0913 - caption_results' arguments
+    model_inputs: Iterable[Mapping[str, Any] | None],
+    llm: Any,
+    processor: Any,
+    sampling_params: Any,
+    config: VllmConfig,
+    max_inflight_requests: int = 256,
+    *,
+    rebuild: Callable[[], Any] | None = None,
+) -> Iterator[tuple[int, CaptionResult]]:
+    """Caption inputs as they arrive; yield ``(index, result)`` as each one is final.
+
+    The streaming form of :func:`caption_results` for inputs that come over time (a decoder, a
+    queue): the engine is topped up to ``max_inflight_requests`` inputs whenever a caption
+    finishes, so it never drains between batches. ``index`` counts the inputs from 0 in
+    arrival order; results come in completion order. Stage 2 follows ``config.stage2_caption``.
+
+    Args:
+        model_inputs: from :func:`make_model_inputs`, one at a time. An item ``None`` means
+            "nothing available yet": vlmcap steps the engine and asks again (an iterator fed
+            by another thread should yield ``None`` at once rather than wait, so the engine
+            keeps running; with nothing to step, vlmcap waits a few milliseconds itself).
+        llm: from :func:`vllm_model` (or any object with ``add``/``step``/``abort``).
+        processor: from :func:`auto_processor`.
+        sampling_params: from :func:`sampling_params`.
+        config: selects the plugin; stage 2, ``stall_timeout_s``, ``max_retries``.
+        max_inflight_requests: inputs queued or in flight at once (stage 2 included), >= 1.
+        rebuild: makes a new engine when this one dies or stalls (as in
+            :func:`caption_results`).
+
+    Raises:
+        ConfigError: ``max_inflight_requests`` < 1, or an item is not a mapping (when it is
+            reached; the inputs before it keep their results).
+    """
+    if max_inflight_requests < 1:
+        raise ConfigError(f"{max_inflight_requests=} must be >= 1 for a stream")
+    prefix = get_stage2_prompt(config.stage2_prompt_text) if config.stage2_caption else None
+    run = _Run(llm, processor, config, rebuild)
+    items = iter(model_inputs)
+
+    def feed(room: int, idle: bool) -> list[VllmCaptionRequest] | None:
+        new: list[VllmCaptionRequest] = []
+        while len(new) < room:
+            item = next(items, _END)
+            if item is _END:
+                return new or None
+            if item is None:
+                if idle and not new:
+                    time.sleep(_IDLE_WAIT_S)  # nothing to step: don't spin
+                break
+            if not isinstance(item, Mapping):
+                raise ConfigError(
+                    f"model_inputs[{run.count}]: expected a mapping (from make_model_inputs), "
+                    f"got a {type(item).__name__}"
+                )
+            new.append(run.request(item, prefix))
+        return new
+
+    try:
+        yield from drive_iter(
+            run.engine,
+            sched.start([], max_inflight=max_inflight_requests),
+            params=sampling_params,
+            decode=run.decode,
+            refine=run.refine,
+            prepare=run.prepare,
+            stall_timeout_s=config.stall_timeout_s,
+            rebuild=run.replace if rebuild is not None else None,
+            max_retries=config.max_retries,
+            feed=feed,
+        )
+    finally:
+        run.close()
+
+
+_END: Any = object()
+_IDLE_WAIT_S = 0.005
+
+
+class _Run:
+    """What one caption call shares: the plugin, per-input metadata, the (replaceable) engine."""
+
+    def __init__(
+        self, llm: Any, processor: Any, config: VllmConfig, rebuild: Callable[[], Any] | None
+    ) -> None:
+        self.plugin = get_plugin(config.model_variant)
+        self.processor = processor
+        self.config = config
+        self.metadata: list[VideoMetadata | None] = []
+        self.current = llm
+        self.lora = _plugin_lora(self.plugin, config)
+        self.engine = _as_engine(llm, self.lora)
+        self._rebuild = rebuild
+
+    @property
+    def count(self) -> int:
+        """Inputs so far."""
+        return len(self.metadata)
+
+    def request(self, inputs: Mapping[str, Any], stage2: str | None) -> VllmCaptionRequest:
+        """The stage-1 request of the next input."""
+        i = len(self.metadata)
+        self.metadata.append(_video_metadata(inputs, self.config.sampling_fps))
+        return VllmCaptionRequest(request_id=f"vlmcap-{i}", inputs=inputs, stage2_prompt=stage2)
+
+    def prepare(self, job: sched.Job) -> Mapping[str, Any]:
+        md = self.metadata[job.index]
+        return job.request.inputs if md is None else attach_video_metadata(job.request.inputs, md)
+
+    def refine(self, request: VllmCaptionRequest) -> VllmCaptionRequest:
+        refined: VllmCaptionRequest = self.plugin.make_refined_llm_request(
+            request, self.processor, request.stage2_prompt
+        )
+        return refined
+
+    def decode(self, fin: Finished) -> sched.Outcome:
+        return _decode(self.plugin, fin)
+
+    def replace(self, lost: Engine) -> Engine:
+        if self._rebuild is None:  # pragma: no cover - drive only calls this with a rebuild
+            raise ConfigError("no rebuild factory")
+        _retire(lost, self.current)
+        self.current = self._rebuild()
+        self.engine = _as_engine(self.current, self.lora)
+        return self.engine
+
+    def close(self) -> None:
+        """Stop an engine adapter made here for a rebuilt engine."""
+        if self.engine is not self.current and isinstance(self.engine, EngineAdapter):
+            self.engine.close()
 
 
 class Captioner:
@@ -524,6 +701,25 @@ class Captioner:
             inflight_batching=inflight_batching,
             stage2_prompts=stage2_prompts,
             on_result=on_result,
+            rebuild=self._rebuild,
+        )
+
+    def stream(
+        self, model_inputs: Iterable[Mapping[str, Any] | None], max_inflight_requests: int = 256
+    ) -> Iterator[tuple[int, CaptionResult]]:
+        """:func:`caption_stream` on the owned engine, rebuilding it if it dies or stalls.
+
+        ``config.max_retries`` bounds the rebuilds over the whole stream.
+        """
+        if self._llm is None:
+            self._llm = self._build()
+        return caption_stream(
+            model_inputs,
+            self._llm,
+            self.processor,
+            self.sampling_params,
+            self.config,
+            max_inflight_requests,
             rebuild=self._rebuild,
         )
 

@@ -5,7 +5,8 @@ engine up to ``max_inflight`` (all of them at once, not one per step); ``settle`
 outcomes in: a finished stage-1 request that asks for refinement becomes a stage-2 job at the
 *front* of the queue (its frames are hot, and the window finishes sooner); anything else becomes
 the final :class:`CaptionResult` of its input; ``requeue_inflight`` hands what was in flight
-back to the queue when the engine is lost (the driver rebuilds it). No I/O, no engine, no clock:
+back to the queue when the engine is lost (the driver rebuilds it); ``extend`` appends inputs
+that arrive while it runs (streams). No I/O, no engine, no clock:
 the driver in ``_captioner`` feeds it.
 
 Invariants (checked by Hypothesis in ``tests/test_scheduler_properties.py``):
@@ -101,6 +102,18 @@ def start(
         counts={},
         results={},
     )
+
+
+def extend(state: SchedulerState, requests: Sequence[VllmCaptionRequest]) -> SchedulerState:
+    """Append stage-1 jobs for more inputs (a stream); they get the next indices, in order.
+
+    New inputs queue behind everything already queued (refinements and retries go to the
+    front as usual), so earlier inputs finish first.
+    """
+    if not requests:
+        return state
+    jobs = tuple(Job(state.total + i, 1, r) for i, r in enumerate(requests))
+    return attrs.evolve(state, total=state.total + len(requests), queue=(*state.queue, *jobs))
 
 
 def is_done(state: SchedulerState) -> bool:

@@ -25,6 +25,10 @@ from vlmcap.ray._job import (
 
 
 __all__ = [
-    "ClusterError", "EngineFactory", "RayOptions", "caption_paths_ray", "default_engines",
+    "ClusterError",
+    "EngineFactory",
+    "RayOptions",
+    "caption_paths_ray",
+    "default_engines",
     "init_ray",
 ]

@@ -6,6 +6,10 @@ objects. An :class:`EngineWorker` holds one :class:`vlmcap.Captioner` for its wh
 turns a batch into rows. Neither writes anything: the driver owns the output.
 """
 
+import logging
+import queue
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,9 @@ from vlmcap._records import CaptionResult, VllmConfig
 from vlmcap.video._job import _file_items, _Ready, _Window
 from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._windows import WindowPlan, WindowSettings
+
+
+log = logging.getLogger("vlmcap")
 
 
 EngineFactory = Callable[[VllmConfig], Any]
@@ -80,13 +87,20 @@ class DecodeWorker:
         frames = int(window.decoded.frames.shape[0])
         try:
             (inputs,) = make_model_inputs(
-                [window.decoded.frames], o.config, self.processor, o.prompt,
+                [window.decoded.frames],
+                o.config,
+                self.processor,
+                o.prompt,
                 metadata=[window.decoded.metadata],
             )
         except Exception as exc:  # noqa: BLE001 - one bad window never sinks the batch
             result = CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
             return WindowCaption.from_result(
-                window.source, window.decoded.plan, window.num_windows, frames, result,
+                window.source,
+                window.decoded.plan,
+                window.num_windows,
+                frames,
+                result,
                 o.fingerprint,
             )
         return Work(window.source, window.decoded.plan, window.num_windows, frames, inputs)
@@ -102,7 +116,11 @@ class DecodeWorker:
         items: list[WindowCaption | Work] = []
         windows = 0
         for item in _file_items(
-            Path(path), index, o.settings, max_pixels=o.max_pixels, max_side=o.max_side,
+            Path(path),
+            index,
+            o.settings,
+            max_pixels=o.max_pixels,
+            max_side=o.max_side,
             fingerprint=o.fingerprint,
         ):
             if isinstance(item, _Ready):
@@ -118,15 +136,52 @@ class DecodeWorker:
             yield Batch(path, tuple(items))
 
 
-class EngineWorker:
-    """A long-lived engine actor: one :class:`vlmcap.Captioner` (rebuilt if its engine dies)."""
+class _Pending:
+    """One batch waiting for its results (filled by the engine thread)."""
 
-    def __init__(self, config: VllmConfig, fingerprint: str, build: EngineFactory | None) -> None:
+    def __init__(self, n: int) -> None:
+        self.results: list[CaptionResult | None] = [None] * n
+        self.left = n
+        self.done = threading.Event()
+        if n == 0:
+            self.done.set()
+
+    def put(self, slot: int, result: CaptionResult) -> None:
+        self.results[slot] = result
+        self.left -= 1
+        if self.left == 0:
+            self.done.set()
+
+    def fail(self, error: str) -> None:
+        for slot, res in enumerate(self.results):
+            if res is None:
+                self.put(slot, CaptionResult.failure(error))
+
+
+class EngineWorker:
+    """A long-lived engine actor: one :class:`vlmcap.Captioner` (rebuilt if its engine dies).
+
+    Run as a threaded actor (``max_concurrency`` > 1): every :meth:`caption` call puts its
+    windows into one inbox, and one engine thread streams the inbox through
+    :meth:`vlmcap.Captioner.stream`, so the windows of all batches the driver has handed over
+    share the engine's continuous batch (up to ``max_inflight`` at once) and the engine never
+    drains between batches. Each call returns when its own windows are done.
+    """
+
+    def __init__(
+        self,
+        config: VllmConfig,
+        fingerprint: str,
+        build: EngineFactory | None,
+        max_inflight: int = 256,
+    ) -> None:
         self.fingerprint = fingerprint
-        self.captioner = Captioner(
-            config, build=None if build is None else (lambda: build(config))
-        )
-        self.batches = 0
+        self.captioner = Captioner(config, build=None if build is None else (lambda: build(config)))
+        self.max_inflight = max_inflight
+        self._inbox: queue.Queue[tuple[_Pending, int, Mapping[str, Any]] | None] = queue.Queue()
+        self._owners: list[tuple[_Pending, int]] = []
+        self._thread = threading.Thread(target=self._loop, name="vlmcap-engine", daemon=True)
+        self._thread.start()
 
     def pid(self) -> int:
         """The actor's process id (for fault-injection tests)."""
@@ -134,23 +189,68 @@ class EngineWorker:
 
         return os.getpid()
 
+    def _feed(self) -> Iterator[Mapping[str, Any] | None]:
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                yield None  # nothing new: the engine keeps stepping
+                continue
+            if item is None:
+                return
+            pending, slot, inputs = item
+            self._owners.append((pending, slot))
+            yield inputs
+
+    def _loop(self) -> None:
+        """Stream the inbox through the engine until :meth:`close`; restart after a failure."""
+        while True:
+            self._owners = []
+            try:
+                for index, result in self.captioner.stream(self._feed(), self.max_inflight):
+                    pending, slot = self._owners[index]
+                    pending.put(slot, result)
+            except Exception as exc:  # every waiting window still gets its row
+                log.exception("engine stream failed")
+                if self._fail_waiting(f"engine: {type(exc).__name__}: {exc}"):
+                    return
+                time.sleep(1.0)  # then a fresh stream (and engine) takes what comes next
+            else:
+                return  # close() ended the inbox
+
+    def _fail_waiting(self, error: str) -> bool:
+        """Fail every window taken or queued; True if the inbox was closed meanwhile."""
+        for pending, _slot in self._owners:
+            pending.fail(error)
+        while True:
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return False
+            if item is None:
+                return True
+            item[0].fail(error)
+
     def caption(self, batch: Batch) -> list[WindowCaption]:
         """One row per item of ``batch``, in order; an engine failure gives error rows."""
         work = [w for w in batch.items if isinstance(w, Work)]
-        results: list[CaptionResult] = []
+        pending = _Pending(len(work))
         if work:
-            try:
-                results = self.captioner.caption([w.inputs for w in work])
-            except Exception as exc:  # noqa: BLE001 - every window still gets its row
-                failure = CaptionResult.failure(f"engine: {type(exc).__name__}: {exc}")
-                results = [failure] * len(work)
-        done = iter(results)
-        self.batches += 1
+            for slot, w in enumerate(work):
+                self._inbox.put((pending, slot, w.inputs))
+        pending.done.wait()
+        done = iter(pending.results)
         return [
-            item.row(next(done), self.fingerprint) if isinstance(item, Work) else item
+            item.row(_result(next(done)), self.fingerprint) if isinstance(item, Work) else item
             for item in batch.items
         ]
 
     def close(self) -> None:
-        """Shut the engine down."""
+        """Finish what was handed over, then shut the engine down."""
+        self._inbox.put(None)
+        self._thread.join()
         self.captioner.close()
+
+
+def _result(result: CaptionResult | None) -> CaptionResult:
+    return result if result is not None else CaptionResult.failure("engine: no result")

@@ -4,9 +4,10 @@ Flow: the driver expands the inputs and opens the output (the main job's resumab
 of ``decoders`` :class:`~vlmcap.ray._actors.DecodeWorker` actors streams one file at a time as
 batches (a Ray streaming generator with backpressure); the driver hands batch references to the
 ``engines`` :class:`~vlmcap.ray._actors.EngineWorker` actors (at most ``inflight_per_engine``
-each, so an engine always has its next batch queued) and writes each batch's rows as soon as it
-comes back. At most ``max_queued_batches`` decoded batches wait for an engine; decoders pause
-when the driver stops pulling, so memory stays bounded however large the dataset.
+each; an engine streams the windows of all its batches through one continuous batch, so it
+never drains between batches) and writes each batch's rows as soon as it comes back. At most
+``max_queued_batches`` decoded batches wait for an engine; decoders pause when the driver stops
+pulling, so memory stays bounded however large the dataset.
 
 Faults: an engine actor that dies is restarted by Ray (``max_restarts``) and its unfinished
 batches are retried there (``max_task_retries``); once an actor is gone for good, the driver
@@ -64,8 +65,10 @@ class RayOptions:
         cpus_per_engine: CPUs reserved per engine actor.
         cpus_per_decoder: CPUs reserved per decoder actor.
         max_queued_batches: decoded batches waiting for an engine; default ``2 * engines``.
-        inflight_per_engine: batches handed to one engine at once (one running, the rest
-            queued in the actor so it never waits for the driver).
+        inflight_per_engine: batches handed to one engine at once; their windows share the
+            engine's continuous batch, so ``inflight_per_engine * batch_windows`` is what an
+            engine can work on (keep it at or above the engine's batch size on a GPU).
+        max_inflight_per_engine: windows in one engine at once (stage 2 included).
         max_restarts: times Ray restarts a dead engine actor (its unfinished batches are retried
             there); ``-1`` forever. After that the other engines take its batches.
         name: prefix of the actors' names (``{name}-engine-{i}``, ``{name}-decode-{i}``).
@@ -77,7 +80,8 @@ class RayOptions:
     cpus_per_engine: float = attrs.field(default=1.0, validator=_at_least(0))
     cpus_per_decoder: float = attrs.field(default=1.0, validator=_at_least(0))
     max_queued_batches: int | None = attrs.field(default=None, validator=_at_least(1))
-    inflight_per_engine: int = attrs.field(default=2, validator=_at_least(1))
+    inflight_per_engine: int = attrs.field(default=16, validator=_at_least(1))
+    max_inflight_per_engine: int = attrs.field(default=256, validator=_at_least(1))
     max_restarts: int = attrs.field(default=3, validator=_at_least(-1))
     name: str = "vlmcap"
 
@@ -112,6 +116,21 @@ def default_engines() -> int:
     return int(ray.cluster_resources().get("GPU", 0)) or 1
 
 
+def _check_fits(options: RayOptions, gpus: float, have: dict[str, float]) -> None:
+    """Refuse a layout the cluster can never place (Ray would wait for it forever)."""
+    need = {"CPU": options.cpus, "GPU": options.engines * gpus}
+    short = {k: v for k, v in need.items() if v > have.get(k, 0.0) + 1e-9}
+    if short:
+        wants = ", ".join(f"{v:g} {k}" for k, v in short.items())
+        has = ", ".join(f"{have.get(k, 0.0):g} {k}" for k in short)
+        raise ConfigError(
+            f"the actors need {wants} but the cluster has {has} in all "
+            f"({options.engines} engine(s) x {options.cpus_per_engine:g} CPU, {gpus:g} GPU; "
+            f"{options.decoders} decoder(s) x {options.cpus_per_decoder:g} CPU); "
+            "use fewer actors or smaller reservations"
+        )
+
+
 @attrs.define
 class _Engine:
     handle: Any
@@ -137,8 +156,10 @@ class _Driver:
         self.stats = stats
         self.bar = bar
         gpus = options.gpus_per_engine
+        have = ray.cluster_resources()
         if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+            gpus = 1.0 if have.get("GPU", 0) >= 1 else 0.0
+        _check_fits(options, gpus, have)
         engine_cls = ray.remote(EngineWorker)
         decode_cls = ray.remote(DecodeWorker)
         self.engines = [
@@ -149,7 +170,8 @@ class _Driver:
                     num_cpus=options.cpus_per_engine,
                     max_restarts=options.max_restarts,
                     max_task_retries=-1,
-                ).remote(decode.config, decode.fingerprint, build),
+                    max_concurrency=options.inflight_per_engine + 2,  # + pid() and close()
+                ).remote(decode.config, decode.fingerprint, build, options.max_inflight_per_engine),
                 f"{options.name}-engine-{i}",
             )
             for i in range(options.engines)
