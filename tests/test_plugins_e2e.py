@@ -240,7 +240,7 @@ def test_stage1_and_stage2_on_the_engine(engine: Any, tmp_path: Path) -> None:
     assert len({r.text for r in only1}) > 1, f"{variant}: captions should differ per clip"
 
 
-# --- phi4: no engine (its processor is remote code that cannot be downloaded) ------------------
+# --- phi4 without an engine (the engine tests: test_plugin_phi4_e2e.py) ------------------------
 
 
 class _StandInTokenizer:

@@ -52,6 +52,12 @@ def model_id_for(variant: str) -> str:
         raise UnknownVariantError(variant, MODEL_IDS, what="model id") from None
 
 
+def explicit_model_path(variant: str, config: VllmConfig | None = None) -> Path | None:
+    """The folder given for ``variant``: ``config.model_path``, else :func:`using_model_path`'s."""
+    explicit = config.model_path if config is not None else None
+    return explicit if explicit is not None else _MODEL_PATHS.get().get(variant)
+
+
 def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
     """Find the local checkpoint of ``variant``.
 
@@ -63,9 +69,7 @@ def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
         ModelNotFoundError: nothing found; the message names every place tried.
     """
     tried: list[str] = []
-    explicit = config.model_path if config is not None else None
-    if explicit is None:
-        explicit = _MODEL_PATHS.get().get(variant)
+    explicit = explicit_model_path(variant, config)
     entry = MODEL_IDS.get(variant)
     if explicit is not None:  # an explicit path that is wrong is an error, not a hint
         if explicit.is_dir():

@@ -19,7 +19,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "qwen3_vl": "vlmcap.plugins.qwen3_vl:VllmQwen3VL",
     "cosmos_r1": "vlmcap.plugins.cosmos_reason:VllmCosmosReason1VL",
     "cosmos_r2": "vlmcap.plugins.cosmos_reason:VllmCosmosReason2VL",
-    "phi4": "vlmcap.plugins.phi4:VllmPhi4",  # not run end to end (no remote-code processor)
+    "chat": "vlmcap.plugins.chat:VllmChat",  # any chat-template VLM at VllmConfig.model_path
+    "phi4": "vlmcap.plugins.phi4:VllmPhi4",
 }
 
 _registered: dict[str, Any] = {}

@@ -13,6 +13,8 @@ Differences handled here:
 - vLLM 0.31+ requires ``(frames, metadata)`` videos for Qwen2.5-VL; :func:`attach_video_metadata`
   adds the metadata to bare frames (0.26 accepts the same tuple).
 - Keyword arguments a version does not know raise :class:`UnsupportedSettingError`.
+- What a model accepts (image, video, how many per prompt) comes from vLLM's multimodal
+  registry: :func:`supported_mm_limits`.
 """
 
 import dataclasses
@@ -65,6 +67,39 @@ def _engine_arg_names() -> frozenset[str]:
     from vllm.engine.arg_utils import EngineArgs
 
     return frozenset(f.name for f in dataclasses.fields(EngineArgs))
+
+
+@functools.cache
+def supported_mm_limits(model: str) -> dict[str, int | None]:
+    """What vLLM accepts per prompt for the checkpoint folder ``model``: modality -> most items.
+
+    ``None`` means no fixed limit. Read from vLLM's multimodal registry (the model class's
+    processing info, ``get_supported_mm_limits``), which is the same call in vLLM 0.26 and
+    0.32; it builds a ``ModelConfig`` (reads the checkpoint's configs, about 2 s, cached) and no
+    engine. Empty for a model that vLLM serves as text-only.
+
+    Raises:
+        UnsupportedSettingError: vLLM cannot serve the checkpoint (not a model folder, an
+            unknown architecture, or one that needs remote code).
+    """
+    from vllm.config import ModelConfig
+    from vllm.multimodal import MULTIMODAL_REGISTRY
+
+    try:
+        model_config = ModelConfig(model=model)
+    except (ValueError, OSError) as exc:  # pydantic's ValidationError is a ValueError
+        raise UnsupportedSettingError(
+            f"vLLM {'.'.join(map(str, vllm_version()))} cannot serve {model}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not model_config.is_multimodal_model:
+        return {}
+    try:
+        info = MULTIMODAL_REGISTRY.get_processing_info(model_config)
+    except ValueError:  # a multimodal architecture without a registered processor
+        return {}
+    limits = info.get_supported_mm_limits()
+    return {str(k): None if v is None else int(v) for k, v in limits.items()}
 
 
 def _check_limits(limits: Mapping[str, Any]) -> None:

@@ -21,6 +21,8 @@ def _cmd_plugins(_args: argparse.Namespace) -> int:
     for variant in available_variants():
         try:
             model_id = plugin_model_id(get_plugin(variant))
+        except ConfigError as exc:  # a plugin that pins no model (chat) says what it takes
+            model_id = f"({exc})"
         except VlmcapError as exc:
             model_id = f"(unavailable: {exc})"
         print(f"{variant:16} {model_id}")

@@ -1,9 +1,10 @@
 """microsoft/Phi-4-multimodal-instruct: frames as a list of images (cosmos-curate's removed plugin).
 
-**Not run end to end.** vLLM 0.26-0.32 serve this model only as ``Phi4MMForCausalLM``, whose
-multimodal processor is the model repository's remote code (``trust_remote_code``); that code
-cannot be downloaded here and is not copied into vlmcap, so there is no tiny checkpoint. The
-plugin is tested without an engine (inputs, refinement, decoding, engine arguments).
+vLLM 0.26-0.32 serve this model as ``Phi4MMForCausalLM``, whose config and multimodal processor
+are the model repository's remote code (``trust_remote_code``), loaded from the checkpoint
+folder. End-to-end tests run on ``vlmcap.testing.tiny_checkpoint("phi4")``, which carries its
+own remote-code modules (thin adapters over transformers' native ``phi4_multimodal``
+processors), tiny weights and a ``vision-lora/`` adapter.
 
 Phi-4-multimodal has no video input: each frame becomes a PIL image, and the text prompt carries
 one ``<|image_1|>`` ... ``<|image_N|>`` placeholder per frame. Its vision works through a LoRA
@@ -70,7 +71,7 @@ def image_prompt(processor: Any, prompt: str, num_images: int) -> str:
 
 
 class VllmPhi4(VllmPlugin):
-    """microsoft/Phi-4-multimodal-instruct (not run end to end: see the module docstring)."""
+    """microsoft/Phi-4-multimodal-instruct: one image per frame, vision through its LoRA."""
 
     @staticmethod
     def model_variant() -> str:

@@ -1,0 +1,541 @@
+"""The tiny Phi-4-multimodal checkpoint: local "remote code", tiny weights, a vision LoRA.
+
+vLLM serves microsoft/Phi-4-multimodal-instruct as ``Phi4MMForCausalLM``, which loads its config
+and its HF processor through the model repository's remote code (``trust_remote_code``:
+``configuration_phi4mm.py`` and ``processing_phi4mm.py``, named by ``auto_map``). That code cannot
+be downloaded here, so this checkpoint carries its own two modules, written for vlmcap:
+
+- ``configuration_phi4mm.py``: ``Phi4MMConfig``, the remote config's fields (Phi-3 style language
+  model, ``embd_layer``, ``img_processor``, ``audio_processor``, the LoRA settings).
+- ``processing_phi4mm.py``: the remote interface (``input_image_embeds``, ``image_sizes``,
+  ``image_attention_mask``, ``num_img_tokens``; ``<|image_i|>`` placeholders expanded to the
+  image token ``<|endoftext10|>``) as thin subclasses of transformers' native
+  ``phi4_multimodal`` image processor and feature extractor, so the real dynamic-HD crops,
+  masks and token counts are computed by transformers.
+
+Shapes that vLLM fixes are kept: a 200064-entry vocabulary (the image placeholder id 200010 is
+hard-coded in vLLM), SigLIP's width 1152, 448-pixel crops and 14-pixel patches. Everything vLLM
+lets a config choose is tiny: a 2-layer language model of width 64, a tied embedding, a SigLIP
+tower with its patch and position embeddings and no encoder layer, and a 1-block audio encoder
+(never loaded: vlmcap sets the audio limit to 0, so vLLM skips the audio tower and its weights).
+
+vLLM reads the vision tower's depth from ``img_processor["layer_idx"]`` (a dict) but also looks
+``img_processor`` up as the encoder's name in a table keyed by ``"siglip-so400m-patch14-448"``;
+``Phi4MMConfig`` therefore keeps it as a dict that hashes and compares as that name.
+
+The language head (tied to the embedding) is shaped as in :mod:`vlmcap.testing._tiny`: rows of
+tokens that are not whole words are zero, so greedy decoding emits words. ``vision-lora/`` is a
+PEFT adapter on every projection of the language model (rank 8, random, non-zero), the folder
+the ``phi4`` plugin attaches to every request.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+IMAGE_TOKEN_ID = 200010
+"""``<|endoftext10|>``: the image placeholder id that vLLM's Phi4MM processor hard-codes."""
+AUDIO_TOKEN_ID = 200011
+VOCAB_SIZE = 200064
+HIDDEN = 64
+LORA_RANK = 8
+DYNAMIC_HD = 2
+"""Most 448-pixel crops per image (the real processor allows 36): keeps vLLM's profile small."""
+SIGLIP_NAME = "siglip-so400m-patch14-448"
+SIGLIP_WIDTH = 1152
+SIGLIP_PATCHES = (448 // 14) ** 2
+VISION_LAYER_IDX = -28
+"""vLLM builds ``27 + layer_idx + 1`` SigLIP encoder layers: none (embeddings only)."""
+
+_SPECIAL = ("<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+_PLACEHOLDERS = tuple(f"<|image_{i}|>" for i in range(1, 101)) + tuple(
+    f"<|audio_{i}|>" for i in range(1, 101)
+)
+_SPARSE = {"<|endoftext10|>": IMAGE_TOKEN_ID, "<|endoftext11|>": AUDIO_TOKEN_ID}
+
+# Phi-4's chat format (written for vlmcap): "<|role|>content<|end|>" turns, then "<|assistant|>".
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+_CONFIGURATION_PHI4MM = '''\
+"""Phi4MMConfig of vlmcap's tiny Phi-4-multimodal checkpoint (local remote code).
+
+The fields of microsoft/Phi-4-multimodal-instruct's ``configuration_phi4mm.py`` that vLLM's
+``Phi4MMForCausalLM`` reads; written for vlmcap, not copied.
+"""
+
+from transformers import PretrainedConfig
+
+SIGLIP_NAME = "siglip-so400m-patch14-448"
+
+
+class VisionEncoderSettings(dict):
+    """``img_processor`` as a dict (vLLM reads ``layer_idx`` from it) that is also the SigLIP
+    encoder's name (vLLM looks ``img_processor`` up in a table keyed by that name)."""
+
+    def __hash__(self):
+        return hash(SIGLIP_NAME)
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return other == SIGLIP_NAME
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+
+class Phi4MMConfig(PretrainedConfig):
+    model_type = "phi4mm"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    def __init__(
+        self,
+        vocab_size=200064,
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=None,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attention_dropout=0.0,
+        hidden_act="silu",
+        max_position_embeddings=4096,
+        original_max_position_embeddings=4096,
+        initializer_range=0.02,
+        rms_norm_eps=1e-5,
+        use_cache=True,
+        tie_word_embeddings=False,
+        rope_theta=10000.0,
+        rope_scaling=None,
+        partial_rotary_factor=1.0,
+        bos_token_id=199999,
+        eos_token_id=199999,
+        pad_token_id=199999,
+        sliding_window=None,
+        embd_layer="default",
+        img_processor=None,
+        audio_processor=None,
+        vision_lora=None,
+        speech_lora=None,
+        **kwargs,
+    ):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        if num_key_value_heads is None:
+            num_key_value_heads = num_attention_heads
+        self.num_key_value_heads = num_key_value_heads
+        self.resid_pdrop = resid_pdrop
+        self.embd_pdrop = embd_pdrop
+        self.attention_dropout = attention_dropout
+        self.hidden_act = hidden_act
+        self.max_position_embeddings = max_position_embeddings
+        self.original_max_position_embeddings = original_max_position_embeddings
+        self.initializer_range = initializer_range
+        self.rms_norm_eps = rms_norm_eps
+        self.use_cache = use_cache
+        self.rope_theta = rope_theta
+        self.rope_scaling = rope_scaling
+        self.partial_rotary_factor = partial_rotary_factor
+        self.sliding_window = sliding_window
+        self.embd_layer = embd_layer
+        if isinstance(img_processor, dict):
+            img_processor = VisionEncoderSettings(img_processor)
+        self.img_processor = img_processor
+        self.audio_processor = audio_processor
+        self.vision_lora = vision_lora
+        self.speech_lora = speech_lora
+        super().__init__(
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            tie_word_embeddings=tie_word_embeddings,
+            **kwargs,
+        )
+'''
+
+_PROCESSING_PHI4MM = '''\
+"""Phi4MMProcessor of vlmcap's tiny Phi-4-multimodal checkpoint (local remote code).
+
+The interface of microsoft/Phi-4-multimodal-instruct's ``processing_phi4mm.py`` that vLLM's
+``Phi4MMForCausalLM`` uses, written for vlmcap as thin adapters over transformers' native
+``phi4_multimodal`` processors (which compute the dynamic-HD crops, masks and token counts):
+
+- ``Phi4MMImageProcessor``: ``input_image_embeds`` (the native ``image_pixel_values``),
+  ``image_sizes``, ``image_attention_mask``, ``num_img_tokens``; ``dynamic_hd`` and
+  ``find_closest_aspect_ratio`` as the remote one.
+- ``Phi4MMAudioFeatureExtractor``: ``input_audio_embeds`` (the native ``audio_input_features``).
+- ``Phi4MMProcessor``: ``processor(text=..., images=..., audios=...)``; each ``<|image_i|>``
+  (``<|audio_i|>``) placeholder of the text becomes ``num_img_tokens[i - 1]`` image tokens
+  ``<|endoftext10|>`` (audio: ``<|endoftext11|>``) when that modality is given.
+"""
+
+import re
+
+import transformers
+from transformers import BatchFeature, ProcessorMixin
+
+_IMAGE_TOKEN = "<|endoftext10|>"
+_AUDIO_TOKEN = "<|endoftext11|>"
+_PLACEHOLDER = re.compile(r"<\\|(image|audio)_(\\d+)\\|>")
+
+_NativeImageProcessor = getattr(transformers, "Phi4MultimodalImageProcessor", None)
+if _NativeImageProcessor is None:  # transformers 4.x names it ...Fast
+    _NativeImageProcessor = transformers.Phi4MultimodalImageProcessorFast
+
+
+class Phi4MMImageProcessor(_NativeImageProcessor):
+    model_input_names = ["input_image_embeds", "image_sizes", "image_attention_mask"]
+
+    def preprocess(self, images, **kwargs):
+        out = super().preprocess(images, **kwargs)
+        out["input_image_embeds"] = out.pop("image_pixel_values")
+        return out
+
+
+class Phi4MMAudioFeatureExtractor(transformers.Phi4MultimodalFeatureExtractor):
+    model_input_names = ["input_audio_embeds", "audio_embed_sizes", "audio_attention_mask"]
+
+    def __call__(self, raw_speech, *args, **kwargs):
+        # The remote interface takes (waveform, sampling rate) pairs.
+        pairs = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0
+        if pairs and isinstance(raw_speech[0], tuple):
+            kwargs.setdefault("sampling_rate", raw_speech[0][1])
+            raw_speech = [audio for audio, _sr in raw_speech]
+        out = super().__call__(raw_speech, *args, **kwargs)
+        out["input_audio_embeds"] = out.pop("audio_input_features")
+        return out
+
+
+class Phi4MMProcessor(ProcessorMixin):
+    attributes = ["image_processor", "audio_processor", "tokenizer"]
+    image_processor_class = "AutoImageProcessor"
+    audio_processor_class = "AutoFeatureExtractor"
+    tokenizer_class = "AutoTokenizer"
+
+    def __init__(self, image_processor, audio_processor, tokenizer, **kwargs):
+        super().__init__(image_processor, audio_processor, tokenizer, **kwargs)
+
+    @property
+    def special_image_token_id(self):
+        return self.tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN)
+
+    def __call__(self, text=None, images=None, audios=None, return_tensors="pt", **kwargs):
+        texts = [text] if isinstance(text, str) else list(text or [""])
+        image_inputs = {}
+        if images is not None and len(images) > 0:
+            image_inputs = dict(self.image_processor(images, return_tensors="pt"))
+        audio_inputs = {}
+        if audios is not None and len(audios) > 0:
+            audio_inputs = dict(self.audio_processor(audios, return_tensors="pt"))
+        counts = {
+            "image": [int(n) for n in image_inputs.pop("num_img_tokens", [])],
+            "audio": [int(n) for n in audio_inputs.get("audio_embed_sizes", [])],
+        }
+        token = {
+            "image": self.tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN),
+            "audio": self.tokenizer.convert_tokens_to_ids(_AUDIO_TOKEN),
+        }
+        input_ids = [self._expand(t, counts, token) for t in texts]
+        longest = max(len(ids) for ids in input_ids)
+        pad = self.tokenizer.pad_token_id or 0
+        data = {
+            "input_ids": [ids + [pad] * (longest - len(ids)) for ids in input_ids],
+            "attention_mask": [[1] * len(ids) + [0] * (longest - len(ids)) for ids in input_ids],
+            **image_inputs,
+            **audio_inputs,
+        }
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _expand(self, text, counts, token):
+        ids = []
+        pos = 0
+        for match in _PLACEHOLDER.finditer(text):
+            ids += self.tokenizer(text[pos : match.start()], add_special_tokens=False).input_ids
+            modality, index = match.group(1), int(match.group(2))
+            if counts[modality]:
+                if not 1 <= index <= len(counts[modality]):
+                    raise ValueError(
+                        f"{match.group(0)} but {len(counts[modality])} {modality} input(s)"
+                    )
+                ids += [token[modality]] * counts[modality][index - 1]
+            else:  # no data of this modality: the placeholder stays text
+                ids += self.tokenizer(match.group(0), add_special_tokens=False).input_ids
+            pos = match.end()
+        ids += self.tokenizer(text[pos:], add_special_tokens=False).input_ids
+        return ids
+
+    def batch_decode(self, *args, **kwargs):
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+    def decode(self, *args, **kwargs):
+        return self.tokenizer.decode(*args, **kwargs)
+'''
+
+
+def _train_tokenizer(dest: Path) -> Any:
+    """Byte-level BPE on the shared corpus, with Phi-4's chat and placeholder tokens.
+
+    ``<|endoftext10|>``/``<|endoftext11|>`` sit at Phi-4's ids 200010/200011 (a sparse
+    vocabulary: vLLM hard-codes the image token id).
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from vlmcap.testing._tiny import _CORPUS, _TOKENIZER_VOCAB
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=_TOKENIZER_VOCAB + len(_PLACEHOLDERS),  # as many merges as the others
+        special_tokens=[*_SPECIAL, *_PLACEHOLDERS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    spec = json.loads(tok.to_str())
+    spec["model"]["vocab"].update(_SPARSE)
+    for content, token_id in _SPARSE.items():
+        spec["added_tokens"].append(
+            {
+                "id": token_id,
+                "content": content,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+        )
+    tok = Tokenizer.from_str(json.dumps(spec))
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|endoftext|>",  # noqa: S106 - special tokens, not passwords
+        eos_token="<|endoftext|>",  # noqa: S106
+        pad_token="<|endoftext|>",  # noqa: S106
+        unk_token=None,
+        additional_special_tokens=[*_SPECIAL[1:], *_PLACEHOLDERS, *_SPARSE],
+    )
+    fast.chat_template = _CHAT_TEMPLATE
+    fast.save_pretrained(dest)
+    return fast
+
+
+def _config(ids: dict[str, int]) -> dict[str, Any]:
+    return {
+        "architectures": ["Phi4MMForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_phi4mm.Phi4MMConfig"},
+        "model_type": "phi4mm",
+        "torch_dtype": "bfloat16",
+        "vocab_size": VOCAB_SIZE,
+        "hidden_size": HIDDEN,
+        "intermediate_size": 2 * HIDDEN,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 1,  # head_dim 64: vLLM's CPU rotary kernel needs 8 | rot_dim / 2
+        "num_key_value_heads": 1,
+        "hidden_act": "silu",
+        "max_position_embeddings": 32768,
+        "original_max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "rope_scaling": None,
+        "partial_rotary_factor": 0.75,
+        "tie_word_embeddings": False,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|endoftext|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "sliding_window": None,
+        "img_processor": {"layer_idx": VISION_LAYER_IDX, "type_feature": "patch"},
+        "embd_layer": {
+            "embedding_cls": "image_audio",
+            "image_embd_layer": {
+                "crop_size": 448,
+                "embedding_cls": "tune_image",
+                "hd_transform_order": "sub_glb",
+                "image_token_compression_cls": "avg_pool_2d",
+                "projection_cls": "mlp",
+                "use_hd_transform": True,
+                "with_learnable_separator": True,
+            },
+            "audio_embd_layer": {
+                "compression_rate": 8,
+                "downsample_rate": 1,
+                "embedding_cls": "audio",
+                "projection_cls": "mlp",
+                "use_conv_downsample": False,
+                "use_qformer": False,
+            },
+        },
+        "audio_processor": {
+            "name": "cascades",
+            "config": {
+                "activation": "swish",
+                "attention_dim": 16,
+                "attention_heads": 2,
+                "batch_norm": False,
+                "bias_in_glu": True,
+                "causal": True,
+                "chunk_size": -1,
+                "cnn_layer_norm": True,
+                "conv_activation": "swish",
+                "conv_glu_type": "swish",
+                "depthwise_multiplier": 1,
+                "depthwise_seperable_out_channel": 16,
+                "dropout_rate": 0.0,
+                "encoder_embedding_config": {"input_size": 80},
+                "ext_pw_kernel_size": 1,
+                "ext_pw_out_channel": 16,
+                "input_layer": "nemo_conv",
+                "input_size": 80,
+                "kernel_size": 3,
+                "left_chunk": 18,
+                "linear_units": 32,
+                "nemo_conv_settings": {"conv_channels": 16},
+                "num_blocks": 1,
+                "relative_attention_bias_args": {"t5_bias_max_distance": 500, "type": "t5"},
+                "time_reduction": 8,
+            },
+        },
+        "vision_lora": {
+            "dp": 0.0,
+            "layer": r"layers.*((self_attn\.(qkv_proj|o_proj))|(mlp\.(gate_up_proj|down_proj)))",
+            "lora_alpha": 2 * LORA_RANK,
+            "r": LORA_RANK,
+        },
+        "speech_lora": None,
+    }
+
+
+def _weights(cfg: dict[str, Any], word_rows: Any, gen: Any) -> dict[str, Any]:
+    """Checkpoint tensors under the names of the real checkpoint (bf16)."""
+    import torch
+
+    def randn(*shape: int, std: float) -> Any:
+        return torch.randn(*shape, generator=gen) * std
+
+    hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    head_dim = hidden // cfg["num_attention_heads"]
+    qkv = hidden + 2 * cfg["num_key_value_heads"] * head_dim
+    # The head is shaped as in vlmcap.testing._tiny: word rows scaled up, every other row zero.
+    used = len(word_rows)
+    embed = torch.zeros(VOCAB_SIZE, hidden)
+    embed[:used] = randn(used, hidden, std=0.02)
+    head = torch.zeros(VOCAB_SIZE, hidden)
+    head[:used][word_rows] = randn(int(word_rows.sum()), hidden, std=0.16)
+    w: dict[str, Any] = {
+        "model.embed_tokens.weight": embed,
+        "lm_head.weight": head,
+        "model.norm.weight": torch.ones(hidden),
+    }
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        w[p + "self_attn.qkv_proj.weight"] = randn(qkv, hidden, std=0.08)
+        w[p + "self_attn.o_proj.weight"] = randn(hidden, hidden, std=0.08)
+        w[p + "mlp.gate_up_proj.weight"] = randn(2 * inter, hidden, std=0.08)
+        w[p + "mlp.down_proj.weight"] = randn(hidden, inter, std=0.08)
+        w[p + "input_layernorm.weight"] = torch.ones(hidden)
+        w[p + "post_attention_layernorm.weight"] = torch.ones(hidden)
+    v = "model.embed_tokens_extend.image_embed."
+    w[v + "img_processor.embeddings.patch_embedding.weight"] = randn(
+        SIGLIP_WIDTH, 3, 14, 14, std=0.05
+    )
+    w[v + "img_processor.embeddings.patch_embedding.bias"] = torch.zeros(SIGLIP_WIDTH)
+    w[v + "img_processor.embeddings.position_embedding.weight"] = randn(
+        SIGLIP_PATCHES, SIGLIP_WIDTH, std=0.02
+    )
+    w[v + "glb_GN"] = randn(1, 1, SIGLIP_WIDTH, std=0.5)
+    w[v + "sub_GN"] = randn(1, 1, 1, SIGLIP_WIDTH, std=0.5)
+    w[v + "img_projection.0.weight"] = randn(hidden, SIGLIP_WIDTH, std=0.1)
+    w[v + "img_projection.0.bias"] = torch.zeros(hidden)
+    w[v + "img_projection.2.weight"] = randn(hidden, hidden, std=0.3)
+    w[v + "img_projection.2.bias"] = torch.zeros(hidden)
+    return {k: t.to(torch.bfloat16).contiguous() for k, t in w.items()}
+
+
+def _vision_lora(cfg: dict[str, Any], dest: Path, gen: Any) -> None:
+    """A PEFT adapter (``adapter_config.json`` + safetensors) on the language model's linears."""
+    import torch
+    from safetensors.torch import save_file
+
+    hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
+    head_dim = hidden // cfg["num_attention_heads"]
+    shapes = {  # module: (out, in)
+        "self_attn.qkv_proj": (hidden + 2 * cfg["num_key_value_heads"] * head_dim, hidden),
+        "self_attn.o_proj": (hidden, hidden),
+        "mlp.gate_up_proj": (2 * inter, hidden),
+        "mlp.down_proj": (hidden, inter),
+    }
+    tensors = {}
+    for i in range(cfg["num_hidden_layers"]):
+        for module, (out, inp) in shapes.items():
+            p = f"base_model.model.model.layers.{i}.{module}."
+            tensors[p + "lora_A.weight"] = torch.randn(LORA_RANK, inp, generator=gen) * 0.1
+            tensors[p + "lora_B.weight"] = torch.randn(out, LORA_RANK, generator=gen) * 0.1
+    dest.mkdir()
+    save_file({k: t.to(torch.bfloat16).contiguous() for k, t in tensors.items()},
+              dest / "adapter_model.safetensors", metadata={"format": "pt"})
+    adapter = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "r": LORA_RANK,
+        "lora_alpha": 2 * LORA_RANK,
+        "lora_dropout": 0.0,
+        "bias": "none",
+        "target_modules": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+        "base_model_name_or_path": "vlmcap-tiny-phi4",
+    }
+    (dest / "adapter_config.json").write_text(json.dumps(adapter, indent=2))
+
+
+def build_phi4(dest: Path, seed: int) -> None:
+    """Write the tiny Phi-4-multimodal checkpoint into ``dest`` (see the module docstring)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vlmcap.testing._tiny import _word_token_mask
+
+    gen = torch.Generator().manual_seed(seed)
+    tokenizer = _train_tokenizer(dest)
+    ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in _SPECIAL}
+    cfg = _config(ids)
+    dense = max(i for i in tokenizer.get_vocab().values() if i < IMAGE_TOKEN_ID) + 1
+    word_rows = _word_token_mask(tokenizer, dense)
+    save_file(_weights(cfg, word_rows, gen), dest / "model.safetensors",
+              metadata={"format": "pt"})
+    _vision_lora(cfg, dest / "vision-lora", gen)
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2))
+    (dest / "configuration_phi4mm.py").write_text(_CONFIGURATION_PHI4MM)
+    (dest / "processing_phi4mm.py").write_text(_PROCESSING_PHI4MM)
+    auto_map = {
+        "AutoProcessor": "processing_phi4mm.Phi4MMProcessor",
+        "AutoImageProcessor": "processing_phi4mm.Phi4MMImageProcessor",
+        "AutoFeatureExtractor": "processing_phi4mm.Phi4MMAudioFeatureExtractor",
+    }
+    preprocessor = {
+        "auto_map": auto_map,
+        "processor_class": "Phi4MMProcessor",
+        "image_processor_type": "Phi4MMImageProcessor",
+        "feature_extractor_type": "Phi4MMAudioFeatureExtractor",
+        "dynamic_hd": DYNAMIC_HD,
+        "audio_compression_rate": 8,
+        "audio_downsample_rate": 1,
+        "audio_feat_stride": 1,
+    }
+    (dest / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2))
+    processor = {"auto_map": {"AutoProcessor": auto_map["AutoProcessor"]},
+                 "processor_class": "Phi4MMProcessor"}
+    (dest / "processor_config.json").write_text(json.dumps(processor, indent=2))
+    gen_cfg = {"bos_token_id": ids["<|endoftext|>"],
+               "eos_token_id": [ids["<|endoftext|>"], ids["<|end|>"]],
+               "pad_token_id": ids["<|endoftext|>"]}
+    (dest / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
