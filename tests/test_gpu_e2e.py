@@ -23,6 +23,10 @@ import vlmcap
 from vlmcap.testing import synthetic_clip, tiny_checkpoint
 
 
+# vLLM picks "fork" for its engine process unless it sees CUDA initialised; under pytest CUDA
+# can be initialised without it noticing ("Cannot re-initialize CUDA in forked subprocess").
+os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
@@ -33,9 +37,11 @@ CASES = [  # (variant, tiny recipe)
     ("cosmos_r1", "cosmos_r1"),
     ("qwen3_vl", "qwen3_vl"),
     ("cosmos_r2", "cosmos_r2"),
+    ("qwen3_vl", "qwen3_vl_moe"),
     ("phi4", "phi4"),
     ("chat", "chat"),
     ("chat", "chat_image"),
+    ("chat", "qwen"),  # the long-tail plugin on a Qwen2.5-VL folder
 ]
 
 
@@ -46,7 +52,7 @@ def _record(doc: dict[str, Any]) -> None:
             f.write(json.dumps(doc, default=str) + "\n")
 
 
-@pytest.mark.parametrize(("variant", "recipe"), CASES, ids=[r for _v, r in CASES])
+@pytest.mark.parametrize(("variant", "recipe"), CASES, ids=[f"{v}-{r}" for v, r in CASES])
 def test_stage1_and_stage2_on_the_gpu(variant: str, recipe: str) -> None:
     import vllm
 
@@ -58,12 +64,18 @@ def test_stage1_and_stage2_on_the_gpu(variant: str, recipe: str) -> None:
         model_variant=variant,
         model_path=tiny_checkpoint(recipe),
         max_output_tokens=12,
-        max_model_len=4096,
+        max_model_len=16384,  # phi4: 8 frames of 112x112 as images are over 4,096 tokens
         gpu_memory_utilization=0.3,
         sampling=vlmcap.VllmSamplingConfig(temperature=0.0, top_p=1.0, min_tokens=0),
     )
     t0 = time.perf_counter()
-    llm = vlmcap.vllm_model(config)
+    try:
+        llm = vlmcap.vllm_model(config)
+    except vlmcap.UnsupportedSettingError as exc:  # this vLLM cannot import the architecture
+        if "failed to be inspected" not in str(exc):
+            raise
+        _record({"variant": variant, "recipe": recipe, "skipped": str(exc)[:2000]})
+        pytest.skip(f"{recipe}: this vLLM cannot load the architecture here: {exc}")
     start_s = time.perf_counter() - t0
     try:
         processor = vlmcap.auto_processor(config)

@@ -412,3 +412,25 @@ def test_a_dead_engine_is_rebuilt_and_every_window_still_captioned(
     assert [r.window_index for r in rows] == list(range(_expected_windows(media["video1"])))
     assert all(r.ok for r in rows), [r.error for r in rows if not r.ok]
     assert len(fresh[0].added) == len(rows)  # everything was unfinished when the engine died
+
+
+def test_the_engine_stays_full_across_files_and_rows_keep_input_order(
+    media: dict[str, Path], qwen_config: Any, processor: Any
+) -> None:
+    """Windows of later files join the engine while earlier ones run (no drain per batch)."""
+    inputs = [media["video0"], media["video1"], media["video2"]]
+    per_file = [_expected_windows(p) for p in inputs]
+    limit = max(per_file) + 1
+    assert limit < sum(per_file)
+    engine = FakeEngine(steps=lambda _id, inp: 2 + len(str(inp)) % 5)  # out-of-order finishes
+    rows = list(
+        caption_paths(
+            inputs, qwen_config, llm=engine, processor=processor, progress=False,
+            settings=SETTINGS, max_inflight=limit,
+        )
+    )
+    assert engine.peak_inflight == limit  # more than any one file holds: files overlap
+    assert [(r.source, r.window_index) for r in rows] == [
+        (str(p), i) for p, n in zip(inputs, per_file, strict=True) for i in range(n)
+    ]
+    assert all(r.ok for r in rows), rows

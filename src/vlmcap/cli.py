@@ -163,7 +163,9 @@ def _ray_rows(
     return caption_paths_ray(
         args.inputs,
         config,
-        options=RayOptions(engines=engines or default_engines()),
+        options=RayOptions(
+            engines=engines or default_engines(), max_inflight_per_engine=args.max_inflight
+        ),
         out=args.out,
         resume=args.resume,
         progress=args.progress,
@@ -215,6 +217,7 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         max_side=args.max_side,
         batch_windows=args.batch_windows,
         stats=stats,
+        max_inflight=args.max_inflight,
     )
     for row in rows:
         if not row.ok and not row.resumed:
@@ -263,8 +266,11 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--max-side", type=_positive_int, default=8192, metavar="N",
                    help="files with a larger width or height are errors (default: %(default)s)")
     p.add_argument("--batch-windows", type=_positive_int, default=32, metavar="N",
-                   help="windows per engine batch; rows are saved after each "
-                        "(default: %(default)s)")
+                   help="windows decoded ahead of the engine (x2); with --ray, windows per "
+                        "decoded batch (default: %(default)s)")
+    p.add_argument("--max-inflight", type=_positive_int, default=128, metavar="N",
+                   help="windows in an engine at once, topped up as captions finish; raise "
+                        "it to the engine's batch size on a GPU (default: %(default)s)")
     p.add_argument("--max-model-len", type=_positive_int, default=None, metavar="N",
                    help="engine context length (default: the plugin's; use e.g. 4096 on CPU)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,

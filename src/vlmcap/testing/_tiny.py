@@ -20,6 +20,7 @@ from typing import Any
 from vlmcap._errors import UnknownVariantError
 from vlmcap.testing._tiny_chat import build_llava, build_llava_onevision
 from vlmcap.testing._tiny_phi4 import build_phi4
+from vlmcap.testing._tiny_qwen3_moe import build_qwen3_vl_moe
 
 
 _SPECIAL_TOKENS = (
@@ -71,7 +72,7 @@ The shapes change color over time: the square turns green and the circle turns o
 """.strip()
 
 _TOKENIZER_VOCAB = 512
-_BUILD_VERSION = "5"  # bump when the recipe changes; part of the cache key
+_BUILD_VERSION = "6"  # bump when the recipe changes; part of the cache key
 
 
 def _train_tokenizer(dest: Path) -> Any:
@@ -280,6 +281,7 @@ _BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "cosmos_r1": _build_qwen2_5_vl,  # Cosmos-Reason1-7B is a Qwen2.5-VL fine-tune
     "cosmos_r2": _build_qwen3_vl,  # Cosmos-Reason2-8B is a Qwen3-VL fine-tune
     "qwen3_vl": _build_qwen3_vl,  # dense stand-in for the pinned Qwen3-VL MoE (same processor)
+    "qwen3_vl_moe": build_qwen3_vl_moe,  # the pinned architecture: Qwen3-VL with tiny experts
     "phi4": build_phi4,  # Phi-4-multimodal with local remote code and a vision LoRA
     "chat": build_llava_onevision,  # any chat-template VLM: LLaVA-OneVision (video)
     "chat_image": build_llava,  # chat on an image-only model: LLaVA-1.5

@@ -181,6 +181,7 @@ The interface of microsoft/Phi-4-multimodal-instruct's ``processing_phi4mm.py`` 
 
 import re
 
+import torch
 import transformers
 from transformers import BatchFeature, ProcessorMixin
 
@@ -234,7 +235,9 @@ class Phi4MMProcessor(ProcessorMixin):
         image_inputs = {}
         if images is not None and len(images) > 0:
             image_inputs = dict(self.image_processor(images, return_tensors="pt"))
-        audio_inputs = {}
+        # Like the published processor: no audio still gives an (empty) input_audio_embeds,
+        # which vLLM 0.26's Phi4MM reads unconditionally.
+        audio_inputs = {"input_audio_embeds": torch.tensor([])}
         if audios is not None and len(audios) > 0:
             audio_inputs = dict(self.audio_processor(audios, return_tensors="pt"))
         counts = {

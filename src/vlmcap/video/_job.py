@@ -2,7 +2,8 @@
 
 :func:`caption_paths` expands its inputs, decodes the files into windows on one background
 thread (file after file; at most ``2 * batch_windows`` items queued ahead of the engine), and
-captions the windows in batches with :func:`vlmcap.caption_results`. Rows come out in a
+streams the windows through :func:`vlmcap.caption_stream`, which tops the engine up to
+``max_inflight`` windows as captions finish (it never drains between files). Rows come out in a
 deterministic order: inputs in the order given (folders sorted), windows in order; a file's
 rows are never split by another file's.
 
@@ -11,6 +12,7 @@ Nothing is dropped silently: a file that cannot be decoded gives an error row (w
 that breaks off mid-way gives its earlier windows' captions and error rows for the rest.
 """
 
+import collections
 import importlib
 import logging
 import os
@@ -27,7 +29,7 @@ import attrs
 
 from vlmcap._captioner import (
     auto_processor,
-    caption_results,
+    caption_stream,
     make_model_inputs,
     sampling_params,
     vllm_model,
@@ -176,6 +178,13 @@ class _Failed:
 _Item = _Ready | _Window | _FileDone
 
 
+class _End:
+    """The producer has no more items."""
+
+
+_END = _End()
+
+
 def _file_items(  # noqa: PLR0913 - the decode settings travel together
     path: Path,
     index: ResumeIndex,
@@ -280,6 +289,18 @@ class _Producer:
                 raise item.exc
             yield item
 
+    def poll(self) -> "_Item | _End | None":
+        """The next item if one is ready, ``None`` if not yet, :data:`_END` after the last."""
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:
+            return _END
+        if isinstance(item, _Failed):
+            raise item.exc
+        return item
+
     def close(self) -> None:
         """Stop the thread (it finishes the frame it is on) and wait for it."""
         self._stop.set()
@@ -290,7 +311,12 @@ class _Captioner:
     """Builds the engine on first use and captions batches of windows."""
 
     def __init__(  # noqa: PLR0913 - the job's engine settings
-        self, config: VllmConfig, prompt: str, llm: Any, processor: Any, stats: JobStats,
+        self,
+        config: VllmConfig,
+        prompt: str,
+        llm: Any,
+        processor: Any,
+        stats: JobStats,
         fingerprint: str,
     ) -> None:
         self.config = config
@@ -317,45 +343,126 @@ class _Captioner:
         self.llm = vllm_model(self.config)
         return self.llm
 
-    def caption(self, windows: Sequence[_Window]) -> list[WindowCaption]:
-        """One row per window, in order."""
-        if not windows:
-            return []
+    def _inputs(self, w: _Window) -> dict[str, Any] | CaptionResult:
+        """The window's engine input, or its failure."""
+        try:
+            (inp,) = make_model_inputs(
+                [w.decoded.frames],
+                self.config,
+                self.processor,
+                self.prompt,
+                metadata=[w.decoded.metadata],
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad window never sinks the job
+            return CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
+        return inp
+
+    def _row(self, w: _Window, result: CaptionResult) -> WindowCaption:
+        return WindowCaption.from_result(
+            w.source,
+            w.decoded.plan,
+            w.num_windows,
+            int(w.decoded.frames.shape[0]),
+            result,
+            self.fingerprint,
+        )
+
+    def stream(
+        self, first: _Window, producer: _Producer, order: "_InOrder", max_inflight: int
+    ) -> Iterator[WindowCaption]:
+        """Caption ``first`` and every later window of ``producer`` through one stream.
+
+        The engine is topped up to ``max_inflight`` windows as captions finish, so it never
+        drains between files or batches; rows leave through ``order`` in input order.
+        """
         self._ensure_engine()
-        results: list[CaptionResult | None] = [None] * len(windows)
-        inputs: list[dict[str, Any]] = []
-        positions: list[int] = []
-        for i, w in enumerate(windows):
-            try:
-                (inp,) = make_model_inputs(
-                    [w.decoded.frames], self.config, self.processor, self.prompt,
-                    metadata=[w.decoded.metadata],
-                )
-            except Exception as exc:  # noqa: BLE001 - one bad window never sinks the batch
-                results[i] = CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
-            else:
-                inputs.append(inp)
-                positions.append(i)
-        if inputs:
-            t0 = time.monotonic()
-            captioned = caption_results(
-                inputs, self.llm, self.processor, self._params, self.config, 0,
-                inflight_batching=True, rebuild=self._rebuild,
-            )
+        owners: list[_Slot] = []
+
+        def feed() -> Iterator[dict[str, Any] | None]:
+            item: _Item | _End | None = first
+            while not isinstance(item, _End):
+                if item is None:
+                    yield None  # nothing decoded yet: the engine keeps stepping
+                elif not isinstance(item, _Window):
+                    order.add(item)
+                else:
+                    made = self._inputs(item)
+                    if isinstance(made, CaptionResult):
+                        order.add(item, self._row(item, made))
+                    else:
+                        owners.append(order.add(item))
+                        yield made
+                item = producer.poll()
+
+        t0 = time.monotonic()
+        try:
+            for index, result in caption_stream(
+                feed(),
+                self.llm,
+                self.processor,
+                self._params,
+                self.config,
+                max_inflight,
+                rebuild=self._rebuild,
+            ):
+                slot = owners[index]
+                assert isinstance(slot.item, _Window)  # noqa: S101 - owners hold windows only
+                slot.row = self._row(slot.item, result)
+                self.stats.windows_captioned += 1
+                yield from order.ready()
+        finally:
             self.stats.caption_s += time.monotonic() - t0
-            self.stats.windows_captioned += len(inputs)
-            for pos, res in zip(positions, captioned, strict=True):
-                results[pos] = res
-        rows = []
-        for w, result in zip(windows, results, strict=True):
-            assert result is not None  # noqa: S101 - every position is filled above
-            rows.append(
-                WindowCaption.from_result(
-                    w.source, w.decoded.plan, w.num_windows, int(w.decoded.frames.shape[0]),
-                    result, self.fingerprint,
-                )
+
+
+@attrs.define
+class _Slot:
+    """One item's place in the output order; ``row`` once it is known."""
+
+    item: _Item
+    row: WindowCaption | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.row is not None or isinstance(self.item, _FileDone)
+
+
+class _InOrder:
+    """Rows leave in input order once every row before them is known: stored, then yielded."""
+
+    def __init__(self, sink: ResultSink | None, stats: JobStats, bar: Any) -> None:
+        self.sink = sink
+        self.stats = stats
+        self.bar = bar
+        self.slots: collections.deque[_Slot] = collections.deque()
+
+    def add(self, item: _Item, row: WindowCaption | None = None) -> _Slot:
+        """Queue ``item`` (a resumed row is known at once)."""
+        slot = _Slot(item, item.row if isinstance(item, _Ready) else row)
+        self.slots.append(slot)
+        return slot
+
+    def ready(self) -> Iterator[WindowCaption]:
+        """Store the known rows at the front durably, then yield them (and count files)."""
+        front: list[_Slot] = []
+        while self.slots and self.slots[0].done:
+            front.append(self.slots.popleft())
+        if not front:
+            return
+        rows = [s.row for s in front if s.row is not None]
+        if self.sink is not None:
+            self.sink.append([r for r in rows if not r.resumed])
+        for slot in front:
+            if slot.row is not None:
+                self.stats.add(slot.row)
+                yield slot.row
+                continue
+            self.stats.files += 1
+            self.bar.update(1)
+            self.bar.set_postfix(
+                windows=sum(self.stats.rows.values()) + sum(self.stats.resumed.values()),
+                errors=self.stats.errors,
+                refresh=False,
             )
-        return rows
 
 
 def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
@@ -366,6 +473,7 @@ def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both job
     *,
     max_pixels: int | None,
     batch_windows: int,
+    max_inflight: int = 1,
 ) -> tuple[str, WindowSettings, str, list[Path]]:
     """Check a job's arguments; return (prompt, window settings, fingerprint, input files).
 
@@ -376,10 +484,14 @@ def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both job
     """
     if batch_windows < 1:
         raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
+    if max_inflight < 1:
+        raise ConfigError(f"max_inflight must be >= 1, got {max_inflight}")
     if max_pixels is not None and max_pixels < 1:
         raise ConfigError(f"max_pixels must be >= 1 or None, got {max_pixels}")
-    text = check_prompt(prompt) if prompt is not None else get_prompt(
-        config.prompt_variant, config.prompt_text
+    text = (
+        check_prompt(prompt)
+        if prompt is not None
+        else get_prompt(config.prompt_variant, config.prompt_text)
     )
     s = settings or WindowSettings(sampling_fps=config.sampling_fps)
     fingerprint = settings_fingerprint(config, text, s, max_pixels)
@@ -402,6 +514,7 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
     max_side: int = DEFAULT_MAX_SIDE,
     batch_windows: int = 32,
     stats: JobStats | None = None,
+    max_inflight: int = 128,
 ) -> Generator[WindowCaption, None, None]:
     """Caption every window of every input file; yield one row per window, in order.
 
@@ -423,9 +536,12 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
             config.sampling_fps)``.
         max_pixels: per-frame pixel budget of the client resize; ``None`` keeps native frames.
         max_side: largest accepted source side; larger files give error rows.
-        batch_windows: windows per :func:`vlmcap.caption_results` call; rows are written
-            (durably) after each batch.
+        batch_windows: decoded items (windows and known rows) waiting ahead of the engine are
+            at most ``2 * batch_windows``.
         stats: filled in while the job runs.
+        max_inflight: windows in the engine at once (queued or running, stage 2 included);
+            raise it to the engine's batch size on a GPU. Rows are stored as soon as every
+            row before them is known.
 
     Yields:
         :class:`WindowCaption` rows: every window of every input, or one error row (window
@@ -437,74 +553,33 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
         SinkError: ``out`` is locked or unreadable.
     """
     text, s, fingerprint, files = job_setup(
-        paths, config, prompt, settings, max_pixels=max_pixels, batch_windows=batch_windows
+        paths,
+        config,
+        prompt,
+        settings,
+        max_pixels=max_pixels,
+        batch_windows=batch_windows,
+        max_inflight=max_inflight,
     )
     st = stats if stats is not None else JobStats()
     t_start = time.monotonic()
     sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None
     try:
         yield from _run_job(
-            files, _Captioner(config, text, llm, processor, st, fingerprint), sink, s,
-            max_pixels=max_pixels, max_side=max_side, batch_windows=batch_windows,
+            files,
+            _Captioner(config, text, llm, processor, st, fingerprint),
+            sink,
+            s,
+            max_pixels=max_pixels,
+            max_side=max_side,
+            batch_windows=batch_windows,
             progress=progress,
+            max_inflight=max_inflight,
         )
     finally:
         if sink is not None:
             sink.close()
         st.elapsed_s = time.monotonic() - t_start
-
-
-class _Batcher:
-    """Collects items in order, captions their windows in batches, stores and reports rows."""
-
-    def __init__(
-        self, captioner: _Captioner, sink: ResultSink | None, stats: JobStats, bar: Any
-    ) -> None:
-        self.captioner = captioner
-        self.sink = sink
-        self.stats = stats
-        self.bar = bar
-        self.pending: list[_Item] = []
-        self.windows = 0
-
-    def add(self, item: _Item) -> None:
-        """Queue one item."""
-        self.pending.append(item)
-        if isinstance(item, _Window):
-            self.windows += 1
-
-    def due(self, batch_windows: int) -> bool:
-        """Tell whether to flush: a full batch, a file done with no window waiting, many items."""
-        if self.windows >= batch_windows or len(self.pending) >= 8 * batch_windows:
-            return True
-        return self.windows == 0 and bool(self.pending) and isinstance(self.pending[-1], _FileDone)
-
-    def flush(self) -> Iterator[WindowCaption]:
-        """Caption the waiting windows, store the new rows durably, then yield every row."""
-        batch, self.pending, self.windows = self.pending, [], 0
-        captioned = iter(self.captioner.caption([it for it in batch if isinstance(it, _Window)]))
-        ordered: list[WindowCaption | _FileDone] = []
-        for it in batch:
-            if isinstance(it, _Window):
-                ordered.append(next(captioned))
-            elif isinstance(it, _Ready):
-                ordered.append(it.row)
-            else:
-                ordered.append(it)
-        if self.sink is not None:
-            self.sink.append([r for r in ordered if isinstance(r, WindowCaption) and not r.resumed])
-        for out in ordered:
-            if isinstance(out, WindowCaption):
-                self.stats.add(out)
-                yield out
-            else:
-                self.stats.files += 1
-                self.bar.update(1)
-                self.bar.set_postfix(
-                    windows=sum(self.stats.rows.values()) + sum(self.stats.resumed.values()),
-                    errors=self.stats.errors,
-                    refresh=False,
-                )
 
 
 def _run_job(  # noqa: PLR0913 - the job's state, passed once
@@ -517,6 +592,7 @@ def _run_job(  # noqa: PLR0913 - the job's state, passed once
     max_side: int,
     batch_windows: int,
     progress: bool,
+    max_inflight: int,
 ) -> Generator[WindowCaption, None, None]:
     """Decode, caption, store and yield (the body of :func:`caption_paths`)."""
     fingerprint = captioner.fingerprint
@@ -525,21 +601,30 @@ def _run_job(  # noqa: PLR0913 - the job's state, passed once
     def items() -> Iterator[_Item]:
         for path in files:
             yield from _file_items(
-                path, index, settings, max_pixels=max_pixels, max_side=max_side,
+                path,
+                index,
+                settings,
+                max_pixels=max_pixels,
+                max_side=max_side,
                 fingerprint=fingerprint,
             )
 
     bar = importlib.import_module("tqdm").tqdm(
         total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
-    batcher = _Batcher(captioner, sink, captioner.stats, bar)
+    order = _InOrder(sink, captioner.stats, bar)
     producer = _Producer(items(), maxsize=2 * batch_windows)
     try:
-        for item in producer:
-            batcher.add(item)
-            if batcher.due(batch_windows):
-                yield from batcher.flush()
-        yield from batcher.flush()
+        first: _Window | None = None
+        for item in producer:  # until the first window: a fully resumed run starts no engine
+            if isinstance(item, _Window):
+                first = item
+                break
+            order.add(item)
+            yield from order.ready()
+        if first is not None:
+            yield from captioner.stream(first, producer, order, max_inflight)
+        yield from order.ready()
     finally:
         producer.close()
         bar.close()
