@@ -138,7 +138,20 @@ def test_engine_actor_merges_concurrent_batches_into_one_engine_batch() -> None:
     from vlmcap.ray._actors import Batch, EngineWorker, Work
     from vlmcap.video import image_plan
 
-    engine = FakeEngine(steps=lambda _id, _inp: 20)
+    class UntilBoth(FakeEngine):
+        """Finishes nothing until both batches are in (or 10 s pass): no race on thread start.
+
+        With one engine call per batch, the second batch would wait for the first to finish
+        and this engine would never hold more than 5."""
+
+        def step(self) -> Any:
+            if len(self.added) < 10 and time.monotonic() < deadline:
+                time.sleep(0.001)
+                return []
+            return super().step()
+
+    deadline = time.monotonic() + 10
+    engine = UntilBoth()
     worker = EngineWorker(CONFIG, "fp", lambda _config: engine, max_inflight=64)
     plan = image_plan()
     batches = [

@@ -422,7 +422,19 @@ def test_the_engine_stays_full_across_files_and_rows_keep_input_order(
     per_file = [_expected_windows(p) for p in inputs]
     limit = max(per_file) + 1
     assert limit < sum(per_file)
-    engine = FakeEngine(steps=lambda _id, inp: 2 + len(str(inp)) % 5)  # out-of-order finishes
+    total = sum(per_file)
+
+    class UntilFull(FakeEngine):
+        """Finishes nothing until it holds ``limit`` requests or every window came in, so the
+        test does not depend on how fast the decode thread runs."""
+
+        def step(self) -> Any:
+            if self.inflight < limit and len(self.added) < total:
+                time.sleep(0.001)
+                return []
+            return super().step()
+
+    engine = UntilFull(steps=lambda _id, inp: 2 + len(str(inp)) % 5)  # out-of-order finishes
     rows = list(
         caption_paths(
             inputs, qwen_config, llm=engine, processor=processor, progress=False,

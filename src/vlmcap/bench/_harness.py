@@ -311,6 +311,35 @@ def gpu_name() -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
+def bench_config(
+    w: Workload, model_dir: Path, *, max_model_len: int | None, disable_mmcache: bool = False
+) -> tuple[vlmcap.VllmConfig, str]:
+    """The benchmark's config (greedy, pinned output length) and load format.
+
+    The ``tiny`` workload uses the tiny checkpoint with its weights; the others the 7B shape
+    written to ``model_dir`` with dummy weights.
+    """
+    if w.name == "tiny":
+        from vlmcap.testing import tiny_checkpoint
+
+        path, load_format = tiny_checkpoint("qwen"), "auto"
+    else:
+        from vlmcap.bench._shape import build
+
+        path, load_format = build(model_dir), "dummy"
+    config = vlmcap.VllmConfig(
+        model_variant="qwen",
+        model_path=path,
+        max_output_tokens=w.output_tokens,
+        disable_mmcache=disable_mmcache,
+        max_model_len=max_model_len,
+        sampling=vlmcap.VllmSamplingConfig(
+            temperature=0.0, top_p=1.0, min_tokens=0, ignore_eos=True
+        ),
+    )
+    return config, load_format
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen modes and return the results document."""
     import vllm
@@ -319,23 +348,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     w = attrs.evolve(
         w, clips=args.clips or w.clips, output_tokens=args.output_tokens or w.output_tokens
     )
-    if args.workload == "tiny":
-        from vlmcap.testing import tiny_checkpoint
-
-        model_dir, load_format = tiny_checkpoint("qwen"), "auto"
-    else:
-        from vlmcap.bench._shape import build
-
-        model_dir, load_format = build(Path(args.model_dir)), "dummy"
-    config = vlmcap.VllmConfig(
-        model_variant="qwen",
-        model_path=model_dir,
-        max_output_tokens=w.output_tokens,
-        disable_mmcache=args.disable_mmcache,
+    config, load_format = bench_config(
+        w,
+        Path(args.model_dir),
         max_model_len=args.max_model_len,
-        sampling=vlmcap.VllmSamplingConfig(
-            temperature=0.0, top_p=1.0, min_tokens=0, ignore_eos=True
-        ),
+        disable_mmcache=args.disable_mmcache,
     )
     kwargs = VllmQwen7B.engine_kwargs(config)
     kwargs["load_format"] = load_format

@@ -33,7 +33,7 @@ import torch
 
 import vlmcap
 from vlmcap import _vllm_compat
-from vlmcap.bench._harness import WORKLOADS, Workload, gpu_name
+from vlmcap.bench._harness import WORKLOADS, Workload, bench_config, gpu_name
 from vlmcap.plugins.qwen import VllmQwen7B
 from vlmcap.video import JobStats, WindowSettings
 
@@ -159,23 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     w = attrs.evolve(w, output_tokens=args.output_tokens or w.output_tokens)
     clips = args.clips or 4 * w.clips
     files = max(1, clips // args.windows_per_file)
-    if args.workload == "tiny":
-        from vlmcap.testing import tiny_checkpoint
-
-        model_dir, load_format = tiny_checkpoint("qwen"), "auto"
-    else:
-        from vlmcap.bench._shape import build as build_shape
-
-        model_dir, load_format = build_shape(Path(args.model_dir)), "dummy"
-    config = vlmcap.VllmConfig(
-        model_variant="qwen",
-        model_path=model_dir,
-        max_output_tokens=w.output_tokens,
-        max_model_len=args.max_model_len,
-        sampling=vlmcap.VllmSamplingConfig(
-            temperature=0.0, top_p=1.0, min_tokens=0, ignore_eos=True
-        ),
-    )
+    config, load_format = bench_config(w, Path(args.model_dir), max_model_len=args.max_model_len)
     extra = {"load_format": load_format} | json.loads(args.engine_json)
     build: Callable[[vlmcap.VllmConfig], Any]
     if args.fake_engine_s:

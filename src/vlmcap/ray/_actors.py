@@ -16,9 +16,9 @@ from typing import Any
 
 import attrs
 
-from vlmcap._captioner import Captioner, make_model_inputs
+from vlmcap._captioner import Captioner
 from vlmcap._records import CaptionResult, VllmConfig
-from vlmcap.video._job import _file_items, _Ready, _Window
+from vlmcap.video._job import _file_items, _Ready, _Window, window_inputs
 from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._windows import WindowPlan, WindowSettings
 
@@ -85,25 +85,17 @@ class DecodeWorker:
     def _work(self, window: _Window) -> WindowCaption | Work:
         o = self.options
         frames = int(window.decoded.frames.shape[0])
-        try:
-            (inputs,) = make_model_inputs(
-                [window.decoded.frames],
-                o.config,
-                self.processor,
-                o.prompt,
-                metadata=[window.decoded.metadata],
-            )
-        except Exception as exc:  # noqa: BLE001 - one bad window never sinks the batch
-            result = CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
+        made = window_inputs(window, o.config, self.processor, o.prompt)
+        if isinstance(made, CaptionResult):
             return WindowCaption.from_result(
                 window.source,
                 window.decoded.plan,
                 window.num_windows,
                 frames,
-                result,
+                made,
                 o.fingerprint,
             )
-        return Work(window.source, window.decoded.plan, window.num_windows, frames, inputs)
+        return Work(window.source, window.decoded.plan, window.num_windows, frames, made)
 
     def file(self, path: str, stored: Sequence[WindowCaption]) -> Iterator[Batch]:
         """Yield the file's batches: at most ``batch_windows`` windows each, in window order.

@@ -251,6 +251,19 @@ def _error_row(
     )
 
 
+def window_inputs(
+    w: _Window, config: VllmConfig, processor: Any, prompt: str
+) -> dict[str, Any] | CaptionResult:
+    """The window's engine input (the plugin's), or the failure that stands for it."""
+    try:
+        (inp,) = make_model_inputs(
+            [w.decoded.frames], config, processor, prompt, metadata=[w.decoded.metadata]
+        )
+    except Exception as exc:  # noqa: BLE001 - one bad window never sinks the job
+        return CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
+    return inp
+
+
 class _Producer:
     """Runs the per-file decode on a background thread, feeding a bounded queue, in order."""
 
@@ -344,18 +357,7 @@ class _Captioner:
         return self.llm
 
     def _inputs(self, w: _Window) -> dict[str, Any] | CaptionResult:
-        """The window's engine input, or its failure."""
-        try:
-            (inp,) = make_model_inputs(
-                [w.decoded.frames],
-                self.config,
-                self.processor,
-                self.prompt,
-                metadata=[w.decoded.metadata],
-            )
-        except Exception as exc:  # noqa: BLE001 - one bad window never sinks the job
-            return CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
-        return inp
+        return window_inputs(w, self.config, self.processor, self.prompt)
 
     def _row(self, w: _Window, result: CaptionResult) -> WindowCaption:
         return WindowCaption.from_result(
