@@ -172,3 +172,38 @@ def test_engine_actor_merges_concurrent_batches_into_one_engine_batch() -> None:
     for b in range(2):
         assert [r.source for r in rows[b]] == [f"v{b}"] * 5
         assert all(r.caption for r in rows[b]), rows[b]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    arrivals=st.lists(st.integers(0, 4), min_size=1, max_size=40),
+    limit=st.integers(1, 5),
+    refine=st.booleans(),
+)
+def test_a_released_stream_state_holds_only_unfinished_inputs(
+    arrivals: list[int], limit: int, refine: bool
+) -> None:
+    """Scheduler level: extend / admit / settle / release keep the state bounded, and every
+    input is handed out exactly once (what lets an engine actor stream for days)."""
+    from vlmcap import _scheduler as sched
+    from vlmcap._records import VllmCaptionRequest
+
+    def request(i: int) -> VllmCaptionRequest:
+        return VllmCaptionRequest(f"r{i}", {"prompt": "x"}, stage2_prompt="R: " if refine else None)
+
+    state = sched.start([], max_inflight=limit)
+    handed: list[int] = []
+    total = 0
+    for k in [*arrivals, *[0] * 200]:  # then drain
+        state = sched.extend(state, [request(total + j) for j in range(k)])
+        total += k
+        state, subs = sched.admit(state)
+        outs = [sched.Outcome(s.engine_id, f"c{s.job.index}", "stop", 3, 2) for s in subs]
+        state = sched.settle(state, outs, lambda r: attrs.evolve(r, request_id=r.request_id + "b"))
+        state, done = sched.release(state)
+        handed += done
+        assert not state.results
+        assert set(state.counts) <= {j.index for j in (*state.queue, *state.inflight.values())}
+        assert len(state.inflight) <= limit
+    assert sorted(handed) == list(range(total))
+    assert sched.is_done(state) and state.released == total

@@ -242,12 +242,12 @@ def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
     max_retries: int = 0,
     feed: Feed | None = None,
     lookahead: int = 0,
-    final: list[sched.SchedulerState] | None = None,
 ) -> Iterator[tuple[int, CaptionResult]]:
     """Run the scheduler on ``engine``; yield ``(index, result)`` as each input's result is final.
 
-    Ends once every input has a result and ``feed`` (if any) is exhausted; the last state is
-    appended to ``final``. ``feed`` is asked for more inputs whenever fewer than ``lookahead``
+    Ends once every input has a result and ``feed`` (if any) is exhausted. Results are released
+    from the state as they are yielded, so a long stream holds only unfinished inputs. ``feed``
+    is asked for more inputs whenever fewer than ``lookahead``
     (default ``state.max_inflight``, or 256 when that is unlimited) are queued or in flight, so
     the engine stays full across inputs that arrive over time.
 
@@ -260,7 +260,6 @@ def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
     (a stream's later inputs then run on the same engine and fail the same way if it is gone).
     """
     last_progress = clock()
-    reported: set[int] = set()
     retries = 0
     room_for = lookahead or state.max_inflight or 256
     open_feed = feed is not None
@@ -280,13 +279,10 @@ def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
         if lost is not None:
             state, engine, retries = _recover(state, engine, lost, rebuild, retries, max_retries)
             last_progress = clock()
-        for idx in state.results.keys() - reported:
-            reported.add(idx)
-            yield idx, state.results[idx]
+        state, done = sched.release(state)
+        yield from done.items()
     if state.strays:
         log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
-    if final is not None:
-        final.append(state)
 
 
 def _top_up(
@@ -343,12 +339,13 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
     on_result: Callable[[int, CaptionResult], None] | None = None,
     rebuild: Rebuild | None = None,
     max_retries: int = 0,
-) -> sched.SchedulerState:
+) -> list[CaptionResult]:
     """Run the scheduler on ``engine`` until every input has a result (see :func:`drive_iter`).
 
-    ``on_result`` is called once per input as its result is final.
+    ``on_result`` is called once per input as its result is final. Returns the results in
+    input order.
     """
-    final: list[sched.SchedulerState] = []
+    got: dict[int, CaptionResult] = {}
     for idx, res in drive_iter(
         engine,
         state,
@@ -360,11 +357,11 @@ def drive(  # noqa: PLR0913 - the driver's knobs are all needed
         clock=clock,
         rebuild=rebuild,
         max_retries=max_retries,
-        final=final,
     ):
+        got[idx] = res
         if on_result is not None:
             on_result(idx, res)
-    return final[0]
+    return [got[i] for i in range(state.total)]
 
 
 def _recover(  # noqa: PLR0913 - state of one recovery, passed explicitly
@@ -479,7 +476,7 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
     else:
         state = sched.start(requests, max_inflight=config.batch_size, barrier=True)
     try:
-        state = drive(
+        results = drive(
             run.engine,
             state,
             params=sampling_params,
@@ -493,7 +490,7 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         )
     finally:
         run.close()
-    return sched.ordered_results(state)
+    return results
 
 
 def caption_stream(  # noqa: PLR0913 - caption_results' arguments
@@ -555,7 +552,7 @@ def caption_stream(  # noqa: PLR0913 - caption_results' arguments
         return new
 
     try:
-        yield from drive_iter(
+        for index, result in drive_iter(
             run.engine,
             sched.start([], max_inflight=max_inflight_requests),
             params=sampling_params,
@@ -566,7 +563,9 @@ def caption_stream(  # noqa: PLR0913 - caption_results' arguments
             rebuild=run.replace if rebuild is not None else None,
             max_retries=config.max_retries,
             feed=feed,
-        )
+        ):
+            run.forget(index)
+            yield index, result
     finally:
         run.close()
 
@@ -584,22 +583,24 @@ class _Run:
         self.plugin = get_plugin(config.model_variant)
         self.processor = processor
         self.config = config
-        self.metadata: list[VideoMetadata | None] = []
+        self.metadata: dict[int, VideoMetadata | None] = {}
+        self.count = 0
+        """Inputs so far."""
         self.current = llm
         self.lora = _plugin_lora(self.plugin, config)
         self.engine = _as_engine(llm, self.lora)
         self._rebuild = rebuild
 
-    @property
-    def count(self) -> int:
-        """Inputs so far."""
-        return len(self.metadata)
-
     def request(self, inputs: Mapping[str, Any], stage2: str | None) -> VllmCaptionRequest:
         """The stage-1 request of the next input."""
-        i = len(self.metadata)
-        self.metadata.append(_video_metadata(inputs, self.config.sampling_fps))
+        i = self.count
+        self.count += 1
+        self.metadata[i] = _video_metadata(inputs, self.config.sampling_fps)
         return VllmCaptionRequest(request_id=f"vlmcap-{i}", inputs=inputs, stage2_prompt=stage2)
+
+    def forget(self, index: int) -> None:
+        """Drop what was kept for a finished input (streams)."""
+        self.metadata.pop(index, None)
 
     def prepare(self, job: sched.Job) -> Mapping[str, Any]:
         md = self.metadata[job.index]

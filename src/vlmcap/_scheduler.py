@@ -6,8 +6,8 @@ outcomes in: a finished stage-1 request that asks for refinement becomes a stage
 *front* of the queue (its frames are hot, and the window finishes sooner); anything else becomes
 the final :class:`CaptionResult` of its input; ``requeue_inflight`` hands what was in flight
 back to the queue when the engine is lost (the driver rebuilds it); ``extend`` appends inputs
-that arrive while it runs (streams). No I/O, no engine, no clock:
-the driver in ``_captioner`` feeds it.
+that arrive while it runs and ``release`` hands finished results out (streams). No I/O, no
+engine, no clock: the driver in ``_captioner`` feeds it.
 
 Invariants (checked by Hypothesis in ``tests/test_scheduler_properties.py``):
 - every input ends with exactly one result, at its own index;
@@ -75,6 +75,8 @@ class SchedulerState:
     serial: int = 0
     strays: int = 0
     """Outcomes for engine ids that were not in flight (ignored, counted)."""
+    released: int = 0
+    """Results handed out by :func:`release` (no longer held here)."""
 
 
 Refine = Callable[[VllmCaptionRequest], VllmCaptionRequest]
@@ -118,7 +120,20 @@ def extend(state: SchedulerState, requests: Sequence[VllmCaptionRequest]) -> Sch
 
 def is_done(state: SchedulerState) -> bool:
     """True once every input has its result."""
-    return len(state.results) == state.total
+    return len(state.results) + state.released == state.total
+
+
+def release(state: SchedulerState) -> tuple[SchedulerState, dict[int, CaptionResult]]:
+    """Hand out the results held so far and forget them (and their token counts).
+
+    A long stream stays small this way: the state holds only unfinished inputs.
+    """
+    if not state.results:
+        return state, {}
+    done = dict(state.results)
+    counts = {i: c for i, c in state.counts.items() if i not in done}
+    new = attrs.evolve(state, results={}, counts=counts, released=state.released + len(done))
+    return new, done
 
 
 def admit(state: SchedulerState) -> tuple[SchedulerState, tuple[Submission, ...]]:

@@ -171,7 +171,8 @@ class EngineWorker:
         self.captioner = Captioner(config, build=None if build is None else (lambda: build(config)))
         self.max_inflight = max_inflight
         self._inbox: queue.Queue[tuple[_Pending, int, Mapping[str, Any]] | None] = queue.Queue()
-        self._owners: list[tuple[_Pending, int]] = []
+        self._owners: dict[int, tuple[_Pending, int]] = {}  # stream index -> (batch, slot)
+        self._taken = 0
         self._thread = threading.Thread(target=self._loop, name="vlmcap-engine", daemon=True)
         self._thread.start()
 
@@ -191,16 +192,17 @@ class EngineWorker:
             if item is None:
                 return
             pending, slot, inputs = item
-            self._owners.append((pending, slot))
+            self._owners[self._taken] = (pending, slot)
+            self._taken += 1
             yield inputs
 
     def _loop(self) -> None:
         """Stream the inbox through the engine until :meth:`close`; restart after a failure."""
         while True:
-            self._owners = []
+            self._owners, self._taken = {}, 0
             try:
                 for index, result in self.captioner.stream(self._feed(), self.max_inflight):
-                    pending, slot = self._owners[index]
+                    pending, slot = self._owners.pop(index)
                     pending.put(slot, result)
             except Exception as exc:  # every waiting window still gets its row
                 log.exception("engine stream failed")
@@ -212,7 +214,7 @@ class EngineWorker:
 
     def _fail_waiting(self, error: str) -> bool:
         """Fail every window taken or queued; True if the inbox was closed meanwhile."""
-        for pending, _slot in self._owners:
+        for pending, _slot in self._owners.values():
             pending.fail(error)
         while True:
             try:

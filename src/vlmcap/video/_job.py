@@ -14,6 +14,7 @@ that breaks off mid-way gives its earlier windows' captions and error rows for t
 
 import collections
 import importlib
+import itertools
 import logging
 import os
 import queue
@@ -378,7 +379,8 @@ class _Captioner:
         drains between files or batches; rows leave through ``order`` in input order.
         """
         self._ensure_engine()
-        owners: list[_Slot] = []
+        owners: dict[int, _Slot] = {}  # stream index -> the window's place in the output
+        fed = itertools.count()  # the stream numbers its inputs 0, 1, ... as they are fed
 
         def feed() -> Iterator[dict[str, Any] | None]:
             item: _Item | _End | None = first
@@ -392,7 +394,7 @@ class _Captioner:
                     if isinstance(made, CaptionResult):
                         order.add(item, self._row(item, made))
                     else:
-                        owners.append(order.add(item))
+                        owners[next(fed)] = order.add(item)
                         yield made
                 item = producer.poll()
 
@@ -407,7 +409,7 @@ class _Captioner:
                 max_inflight,
                 rebuild=self._rebuild,
             ):
-                slot = owners[index]
+                slot = owners.pop(index)
                 assert isinstance(slot.item, _Window)  # noqa: S101 - owners hold windows only
                 slot.row = self._row(slot.item, result)
                 self.stats.windows_captioned += 1
