@@ -207,3 +207,12 @@ def test_a_released_stream_state_holds_only_unfinished_inputs(
         assert len(state.inflight) <= limit
     assert sorted(handed) == list(range(total))
     assert sched.is_done(state) and state.released == total
+
+
+def test_stopping_a_stream_early_aborts_what_is_in_flight() -> None:
+    engine = FakeEngine(steps=lambda _id, inp: 1 if _index(inp) == 0 else 50)
+    stream = vlmcap.caption_stream(iter(_inputs(5)), engine, None, None, CONFIG, 5)
+    assert next(stream)[0] == 0
+    stream.close()  # the consumer stops: the other four must not keep the engine busy
+    assert engine.inflight == 0
+    assert len(engine.aborted) == 4

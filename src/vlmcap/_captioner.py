@@ -8,7 +8,7 @@ is the typed variant of ``vllm_caption`` (one :class:`CaptionResult` per input),
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -263,26 +263,42 @@ def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
     retries = 0
     room_for = lookahead or state.max_inflight or 256
     open_feed = feed is not None
-    while open_feed or not sched.is_done(state):
-        if feed is not None and open_feed:
-            state, open_feed = _top_up(state, feed, room_for)
-            if not (state.queue or state.inflight):
-                last_progress = clock()  # waiting for input is not a stall
-                continue
-        state, subs = sched.admit(state)
-        outcomes, lost = _run_step(engine, state, subs, params, prepare, decode)
-        if outcomes:  # with a failure: the rejections seen before it
-            state = sched.settle(state, outcomes, refine)
-            last_progress = clock()
-        elif lost is None and clock() - last_progress > stall_timeout_s:
-            lost = _stalled(engine, state, stall_timeout_s)
-        if lost is not None:
-            state, engine, retries = _recover(state, engine, lost, rebuild, retries, max_retries)
-            last_progress = clock()
-        state, done = sched.release(state)
-        yield from done.items()
+    try:
+        while open_feed or not sched.is_done(state):
+            if feed is not None and open_feed:
+                state, open_feed = _top_up(state, feed, room_for)
+                if not (state.queue or state.inflight):
+                    last_progress = clock()  # waiting for input is not a stall
+                    continue
+            state, subs = sched.admit(state)
+            outcomes, lost = _run_step(engine, state, subs, params, prepare, decode)
+            if outcomes:  # with a failure: the rejections seen before it
+                state = sched.settle(state, outcomes, refine)
+                last_progress = clock()
+            elif lost is None and clock() - last_progress > stall_timeout_s:
+                lost = _stalled(engine, state, stall_timeout_s)
+            if lost is not None:
+                state, engine, retries = _recover(
+                    state, engine, lost, rebuild, retries, max_retries
+                )
+                last_progress = clock()
+            state, done = sched.release(state)
+            yield from done.items()
+    except BaseException:  # the consumer stopped early or the feed failed: free the engine
+        _abort_quietly(engine, state)
+        raise
     if state.strays:
         log.warning("%d engine output(s) for unknown request ids were ignored", state.strays)
+
+
+def _abort_quietly(engine: Engine, state: sched.SchedulerState) -> None:
+    """Abort what is in flight (best effort): nobody will collect it."""
+    if not state.inflight:
+        return
+    try:
+        engine.abort(list(state.inflight))
+    except Exception:
+        log.exception("abort of the unfinished requests failed")
 
 
 def _top_up(
@@ -502,7 +518,7 @@ def caption_stream(  # noqa: PLR0913 - caption_results' arguments
     max_inflight_requests: int = 256,
     *,
     rebuild: Callable[[], Any] | None = None,
-) -> Iterator[tuple[int, CaptionResult]]:
+) -> Generator[tuple[int, CaptionResult], None, None]:
     """Caption inputs as they arrive; yield ``(index, result)`` as each one is final.
 
     The streaming form of :func:`caption_results` for inputs that come over time (a decoder, a
@@ -526,6 +542,8 @@ def caption_stream(  # noqa: PLR0913 - caption_results' arguments
     Raises:
         ConfigError: ``max_inflight_requests`` < 1, or an item is not a mapping (when it is
             reached; the inputs before it keep their results).
+
+    Closing the generator early (or an exception) aborts the requests still in the engine.
     """
     if max_inflight_requests < 1:
         raise ConfigError(f"{max_inflight_requests=} must be >= 1 for a stream")
@@ -707,7 +725,7 @@ class Captioner:
 
     def stream(
         self, model_inputs: Iterable[Mapping[str, Any] | None], max_inflight_requests: int = 256
-    ) -> Iterator[tuple[int, CaptionResult]]:
+    ) -> Generator[tuple[int, CaptionResult], None, None]:
         """:func:`caption_stream` on the owned engine, rebuilding it if it dies or stalls.
 
         ``config.max_retries`` bounds the rebuilds over the whole stream.

@@ -411,7 +411,7 @@ class _Captioner:
             ):
                 slot = owners.pop(index)
                 assert isinstance(slot.item, _Window)  # noqa: S101 - owners hold windows only
-                slot.row = self._row(slot.item, result)
+                slot.row, slot.item = self._row(slot.item, result), None
                 self.stats.windows_captioned += 1
                 yield from order.ready()
         finally:
@@ -422,7 +422,8 @@ class _Captioner:
 class _Slot:
     """One item's place in the output order; ``row`` once it is known."""
 
-    item: _Item
+    item: _Item | None
+    """``None`` once the row is known (the window's frames are not kept for the wait)."""
     row: WindowCaption | None = None
 
     @property
