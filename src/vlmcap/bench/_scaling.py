@@ -180,7 +180,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_inflight_per_engine=args.max_inflight,
     )
     cpus = max(os.cpu_count() or 1, attrs.evolve(options, engines=args.engines).cpus)
-    ray.init(num_cpus=int(cpus + 1), include_dashboard=False, log_to_driver=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=int(cpus + 1), include_dashboard=False, log_to_driver=True)
     phases: dict[str, dict[str, Any]] = {}
     try:
         for k in (1, args.engines):
@@ -204,7 +206,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.partial:
                 Path(args.partial).write_text(json.dumps(phases, indent=1) + "\n")
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
     one = phases["engines_1"]["clips_per_s"]
     many = phases[f"engines_{args.engines}"]["clips_per_s"]
     return {
