@@ -441,8 +441,9 @@ class _InOrder:
         self.slots: collections.deque[_Slot] = collections.deque()
 
     def add(self, item: _Item, row: WindowCaption | None = None) -> _Slot:
-        """Queue ``item`` (a resumed row is known at once)."""
-        slot = _Slot(item, item.row if isinstance(item, _Ready) else row)
+        """Queue ``item`` (a resumed row is known at once; a known row's item is not kept)."""
+        known = item.row if isinstance(item, _Ready) else row
+        slot = _Slot(item if known is None else None, known)
         self.slots.append(slot)
         return slot
 
