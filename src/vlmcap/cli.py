@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from vlmcap._errors import ConfigError, UnknownVariantError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
@@ -166,15 +167,24 @@ def _ray_rows(
         options=RayOptions(
             engines=engines or default_engines(), max_inflight_per_engine=args.max_inflight
         ),
-        out=args.out,
-        resume=args.resume,
-        progress=args.progress,
-        settings=settings,
-        max_pixels=args.max_pixels or None,
-        max_side=args.max_side,
-        batch_windows=args.batch_windows,
-        stats=stats,
+        **_job_kwargs(args, settings, stats),
     )
+
+
+def _job_kwargs(
+    args: argparse.Namespace, settings: WindowSettings, stats: JobStats
+) -> dict[str, Any]:
+    """The arguments the file job and the Ray job share."""
+    return {
+        "out": args.out,
+        "resume": args.resume,
+        "progress": args.progress,
+        "settings": settings,
+        "max_pixels": args.max_pixels or None,
+        "max_side": args.max_side,
+        "batch_windows": args.batch_windows,
+        "stats": stats,
+    }
 
 
 def _cmd_caption(args: argparse.Namespace) -> int:
@@ -209,15 +219,8 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     rows = _ray_rows(args, config, settings, stats) if args.ray else caption_paths(
         args.inputs,
         config,
-        out=args.out,
-        resume=args.resume,
-        progress=args.progress,
-        settings=settings,
-        max_pixels=args.max_pixels or None,
-        max_side=args.max_side,
-        batch_windows=args.batch_windows,
-        stats=stats,
         max_inflight=args.max_inflight,
+        **_job_kwargs(args, settings, stats),
     )
     for row in rows:
         if not row.ok and not row.resumed:

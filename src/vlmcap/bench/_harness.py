@@ -423,6 +423,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def write_results(doc: dict[str, Any], out: Path, *, label: str = "", kind: str = "") -> Path:
+    """Write ``doc`` as ``<out>/<date>-<kind><workload>-<gpu>[-<label>].json``; its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    gpu = doc["gpu"].split(" (")[0].replace(" ", "_")
+    stamp = doc["date"][:19].replace(":", "")
+    suffix = f"-{label}" if label else ""
+    path = out / f"{stamp}-{kind}{doc['workload']['name']}-{gpu}{suffix}.json"
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return path
+
+
 def main(
     argv: Sequence[str] | None = None, *, emit: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -443,15 +454,7 @@ def main(
     if args.workload == "tiny" and args.max_model_len is None:
         args.max_model_len = 4096
     doc = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    gpu = doc["gpu"].split(" (")[0].replace(" ", "_")
-    stamp = doc["date"][:19].replace(":", "")
-    path = (
-        out
-        / f"{stamp}-{doc['workload']['name']}-{gpu}{('-' + args.label) if args.label else ''}.json"
-    )
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    path = write_results(doc, Path(args.out), label=args.label)
     emit(json.dumps(doc["modes"], indent=1))
     emit(str(path))
     return doc

@@ -33,7 +33,7 @@ import torch
 
 import vlmcap
 from vlmcap import _vllm_compat
-from vlmcap.bench._harness import WORKLOADS, Workload, bench_config, gpu_name
+from vlmcap.bench._harness import WORKLOADS, Workload, bench_config, gpu_name, write_results
 from vlmcap.plugins.qwen import VllmQwen7B
 from vlmcap.video import JobStats, WindowSettings
 
@@ -262,13 +262,7 @@ def main(
     if args.workload == "tiny" and args.max_model_len is None:
         args.max_model_len = 4096
     doc = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    gpu = doc["gpu"].split(" (")[0].replace(" ", "_")
-    stamp = doc["date"][:19].replace(":", "")
-    label = f"-{args.label}" if args.label else ""
-    path = out / f"{stamp}-scaling-{doc['workload']['name']}-{gpu}{label}.json"
-    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    path = write_results(doc, Path(args.out), label=args.label, kind="scaling-")
     emit(json.dumps({"phases": doc["phases"], "scaling": doc["scaling"]}, indent=1))
     emit(str(path))
     return doc
