@@ -7,6 +7,7 @@ The real Qwen processor of the tiny checkpoint builds the inputs (no engine is s
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,8 @@ from vlmcap.testing._samples import broken_media, sample_image, sample_videos
 from vlmcap.video import (
     FILE_ROW_INDEX,
     JobStats,
+    MissingInputError,
+    SettingsChangedError,
     SinkError,
     WindowCaption,
     WindowSettings,
@@ -36,6 +39,7 @@ from vlmcap.video import (
     plan_media,
     probe,
     read_rows,
+    scan_inputs,
 )
 
 
@@ -85,7 +89,7 @@ def _keys(rows: list[WindowCaption]) -> list[tuple[str, int, str]]:
 def test_one_row_per_window_in_input_order(
     media: dict[str, Path], qwen_config: Any, processor: Any
 ) -> None:
-    order = ["video1", "corrupt", "image", "missing", "video0", "truncated", "too_short"]
+    order = ["video1", "corrupt", "image", "video0", "truncated", "too_short"]
     rows, engine = _run([media[k] for k in order], qwen_config, processor, batch_windows=3)
     by_source: dict[str, list[WindowCaption]] = {}
     for r in rows:
@@ -95,15 +99,16 @@ def test_one_row_per_window_in_input_order(
         got = by_source[str(media[k])]
         n = _expected_windows(media[k])
         assert [r.window_index for r in got] == list(range(n))
-        assert all(r.ok and r.caption.startswith("caption-") for r in got)
+        assert all(r.ok and (r.caption or "").startswith("caption-") for r in got)
         assert all(r.num_windows == n and r.frames >= 4 for r in got)
         assert [r.end_s for r in got[:-1]] == [r.start_s for r in got[1:]]
     (still,) = by_source[str(media["image"])]
     assert (still.window_index, still.frames, still.ok) == (0, 2, True)
-    for k, kind in [("corrupt", "corrupt"), ("missing", "missing"), ("too_short", "too_short")]:
+    for k, kind in [("corrupt", "corrupt"), ("too_short", "too_short")]:
         (row,) = by_source[str(media[k])]
         assert row.window_index == FILE_ROW_INDEX
         assert row.status is vlmcap.CaptionStatus.ERROR
+        assert row.caption is None, "an error row has no caption (null, not '')"
         assert row.error is not None
         assert f"({kind})" in row.error
     cut = by_source[str(media["truncated"])]
@@ -172,17 +177,108 @@ def test_resume_captions_only_the_missing_windows(
     assert sorted(_keys(stored)) == sorted(_keys(full)), "exactly one row per window"
 
 
-def test_other_settings_caption_again_under_another_fingerprint(
+def test_other_settings_are_refused_by_name_then_kept_alongside_or_replaced(
     media: dict[str, Path], qwen_config: Any, processor: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "rows.jsonl"
     first, _ = _run([media["video0"]], qwen_config, processor, out)
-    second, engine = _run([media["video0"]], qwen_config, processor, out, prompt="Other prompt.")
+    before = out.read_bytes()
+    other = attrs.evolve(qwen_config, max_output_tokens=7)
+    with pytest.raises(SettingsChangedError) as refused:
+        _run([media["video0"]], other, processor, out, prompt="Other prompt.")
+    message = str(refused.value)
+    assert "max_output_tokens 12 -> 7" in message, message
+    assert '"Other prompt."' in message, "the message names what changed"
+    assert refused.value.others == {first[0].fingerprint: len(first)}
+    assert out.read_bytes() == before, "a refused run writes nothing"
+
+    stats = JobStats()
+    second, engine = _run(
+        [media["video0"]], other, processor, out, on_change="alongside", stats=stats
+    )
     assert len(engine.added) == len(second)
     assert {r.fingerprint for r in first}.isdisjoint({r.fingerprint for r in second})
+    assert stats.other_rows == len(first)
     stored = read_rows(out)
     assert len(stored) == len(first) + len(second)
     assert len(set(_keys(stored))) == len(stored)
+
+    stats = JobStats()
+    third, engine = _run([media["video0"]], other, processor, out, on_change="replace", stats=stats)
+    assert engine.added == [], "this fingerprint's rows are kept and resumed"
+    assert (stats.replaced, stats.other_rows) == (len(first), 0)
+    assert _keys(read_rows(out)) == _keys(second) == _keys(third)
+
+
+def test_the_model_is_keyed_by_its_files_not_by_how_its_path_is_spelled(
+    media: dict[str, Path], qwen_config: Any, processor: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    model = Path(qwen_config.model_path).resolve()
+    first, _ = _run([media["video0"]], attrs.evolve(qwen_config, model_path=model), processor, out)
+    monkeypatch.chdir(model.parent)
+    (tmp_path / "link").symlink_to(model)
+    for spelling in (Path(model.name), tmp_path / "link", Path(f"{model}/")):
+        rows, engine = _run(
+            [media["video0"]], attrs.evolve(qwen_config, model_path=spelling), processor, out
+        )
+        assert engine.added == [], f"{spelling} is the same model: nothing captioned again"
+        assert {r.fingerprint for r in rows} == {first[0].fingerprint}
+    copy = tmp_path / "copy"
+    shutil.copytree(model, copy)
+    same = vlmcap.video.model_identity(copy)
+    assert same == vlmcap.video.model_identity(model), "a copy is the same model"
+    config = json.loads((copy / "config.json").read_text())
+    (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
+    assert vlmcap.video.model_identity(copy) != same, "another config is another model"
+    (copy / "config.json").write_text(json.dumps(config))
+    weights = next(copy.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # one byte of the weights
+    weights.write_bytes(bytes(data))
+    assert vlmcap.video.model_identity(copy) != same, "other weights are another model"
+
+
+def test_retry_errors_captions_error_rows_again_and_keeps_one_row_each(
+    media: dict[str, Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    video = tmp_path / "later-fixed.mp4"
+    shutil.copy(media["corrupt"], video)
+    first, _ = _run([video, media["video0"]], qwen_config, processor, out)
+    assert not first[0].ok
+    shutil.copy(media["video1"], video)  # the file is fixed
+    again, engine = _run([video, media["video0"]], qwen_config, processor, out)
+    assert engine.added == [] and not again[0].ok, "without the flag error rows stay"
+    stats = JobStats()
+    fixed, engine = _run(
+        [video, media["video0"]], qwen_config, processor, out, retry_errors=True, stats=stats
+    )
+    n = _expected_windows(media["video1"])
+    assert len(engine.added) == n, "only the error row's file is captioned again"
+    assert stats.retried == 1
+    assert all(r.ok for r in fixed)
+    stored = read_rows(out)
+    assert sorted(_keys(stored)) == sorted(_keys(fixed)), "exactly one row per window"
+    assert all(r.ok for r in stored)
+
+
+def test_a_missing_input_is_a_usage_error_before_anything_is_written(
+    media: dict[str, Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    with pytest.raises(MissingInputError, match="missing.mp4"):
+        _run([media["video0"], media["missing"]], qwen_config, processor, out)
+    assert not out.exists()
+    gone = attrs.evolve(qwen_config, model_path=None)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VLMCAP_MODEL_DIR", str(tmp_path / "no-models"))
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("HF_HOME", str(tmp_path / "hf"))
+        with pytest.raises(vlmcap.ModelNotFoundError, match=r"VllmConfig\.model_path"):
+            list(caption_paths(media["video0"], gone, out=out, progress=False))
+    assert not out.exists()
 
 
 def test_no_resume_starts_afresh(
@@ -309,14 +405,26 @@ def test_stopping_early_releases_the_output(
 def test_expand_inputs(tmp_path: Path) -> None:
     (tmp_path / "d" / "sub").mkdir(parents=True)
     (tmp_path / "d" / ".hidden").mkdir()
-    for name in ["d/b.mp4", "d/A.MOV", "d/sub/c.png", "d/.x.mp4", "d/.hidden/y.mp4", "d/n.txt"]:
-        (tmp_path / name).write_bytes(b"x")
+    names = ["d/b.mp4", "d/A.MOV", "d/sub/c.png", "d/.x.mp4", "d/.hidden/y.mp4", "d/n.txt",
+             "d/sub/notes.TXT", "d/meta.json", "d/README"]
+    for name in names:
+        empty_list = name.lower().endswith(".txt")
+        (tmp_path / name).write_bytes(b"# an empty list\n" if empty_list else b"x")
+    (tmp_path / "e.mp4").write_bytes(b"x")
     listing = tmp_path / "list.txt"
     listing.write_text("# a comment\n\nd/b.mp4\n" + str(tmp_path / "e.mp4") + "\nd/sub\n")
-    got = expand_inputs([tmp_path / "d", listing, tmp_path / "gone.webm", tmp_path / "d/b.mp4"])
+    scan = scan_inputs([tmp_path / "d", listing, tmp_path / "d/b.mp4", tmp_path / "d/n.txt"])
+    got = expand_inputs([tmp_path / "d", listing, tmp_path / "d/b.mp4", tmp_path / "d/n.txt"])
+    assert list(scan.files) == got
     rel = [p.relative_to(tmp_path).as_posix() for p in got]
-    assert rel == ["d/A.MOV", "d/b.mp4", "d/sub/c.png", "e.mp4", "gone.webm"]
+    assert rel == ["d/A.MOV", "d/b.mp4", "d/sub/c.png", "e.mp4"], "a listed .txt is a list"
     assert all(p.is_absolute() for p in got)
+    # what a folder scan leaves out is counted by kind (twice: d/sub is scanned via the list too)
+    assert scan.skipped == {".txt": 3, ".json": 1, "(none)": 1}
+    assert scan.describe_skipped() == "5 files (.txt 3, (none) 1, .json 1)"
+    with pytest.raises(MissingInputError) as missing:
+        expand_inputs([tmp_path / "d", tmp_path / "gone.webm", tmp_path / "nosuchdir"])
+    assert missing.value.missing == (tmp_path / "gone.webm", tmp_path / "nosuchdir")
 
 
 _CHILD = textwrap.dedent(

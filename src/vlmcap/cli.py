@@ -1,32 +1,94 @@
-"""The ``vlmcap`` command: caption, check, bench, demo, download, plugins, tiny-checkpoint."""
+"""The ``vlmcap`` command: caption, check, bench, demo, download, plugins, prompts, tiny-checkpoint.
+
+Logging: vLLM's and transformers' logs go to stderr at WARNING (``-v``: INFO, ``-vv``: DEBUG),
+Python warnings of third-party code are hidden unless ``-v``; stdout carries only what a
+command prints as its result. This is set up here, in the command, before vLLM is imported
+(vLLM reads its logging settings at import time); the library itself never reconfigures a
+caller's logging.
+"""
 
 import argparse
 import importlib
+import importlib.metadata
+import logging
 import math
 import os
+import signal
 import sys
+import textwrap
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from vlmcap._errors import ConfigError, UnknownVariantError, VlmcapError
+from vlmcap._errors import ConfigError, ModelNotFoundError, UnknownVariantError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import plugin_model_id
+from vlmcap._prompts import PROMPTS
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
-from vlmcap.video import JobStats, WindowCaption, WindowSettings, caption_paths, expand_inputs
+from vlmcap.video import (
+    ROW_DOCS,
+    JobStats,
+    SettingsChangedError,
+    WindowCaption,
+    WindowSettings,
+    caption_paths,
+    scan_inputs,
+)
+from vlmcap.video._reaper import start_reaper
+
+
+DEFAULT_MAX_TOKENS = 512
+"""``vlmcap caption --max-tokens`` default: a few paragraphs; a longer caption is ``truncated``."""
+
+_LEVELS = {0: "WARNING", 1: "INFO"}
+
+
+def quiet_third_party(verbose: int) -> None:
+    """Route vLLM, transformers and Python warnings for this command (call before vLLM loads).
+
+    Environment variables reach vLLM's engine processes too; a variable the user set wins
+    unless ``-v`` was given.
+    """
+    level = _LEVELS.get(verbose, "DEBUG")
+    put = os.environ.__setitem__ if verbose else os.environ.setdefault
+    put("VLLM_LOGGING_LEVEL", level)
+    os.environ["VLLM_LOGGING_STREAM"] = "ext://sys.stderr"  # never on stdout
+    put("TRANSFORMERS_VERBOSITY", level.lower())
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if not verbose:
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        warnings.simplefilter("ignore")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="vlmcap: %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
+    lines = []
     for variant in available_variants():
+        where = "?"
         try:
-            model_id = plugin_model_id(get_plugin(variant))
+            plugin = get_plugin(variant)
+            where = f"{plugin.__module__}:{plugin.__qualname__}"
+            model_id = plugin_model_id(plugin)
         except ConfigError as exc:  # a plugin that pins no model (chat) says what it takes
             model_id = f"({exc})"
         except VlmcapError as exc:
             model_id = f"(unavailable: {exc})"
-        print(f"{variant:16} {model_id}")
+        lines.append((variant, where, model_id))
+    width = max((len(w) for _v, w, _m in lines), default=0)
+    for variant, where, model_id in lines:
+        print(f"{variant:16} {where:{width}}  {model_id}")
+    return 0
+
+
+def _cmd_prompts(_args: argparse.Namespace) -> int:
+    for name, text in PROMPTS.items():
+        print(f"{name}:\n  {text}\n")
     return 0
 
 
@@ -37,20 +99,35 @@ def _cmd_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _download_plan(variant: str, dest: str | None) -> tuple[str, str | None, Path]:
-    """(repo id, pinned revision, target folder) for ``vlmcap download``."""
+def _download_plan(variant: str, dest: str | None) -> tuple[str, str | None, Path | None]:
+    """(repo id, pinned revision, target folder or ``None`` for the Hugging Face cache)."""
     entry = MODEL_IDS.get(variant)
     if entry is None:
         raise UnknownVariantError(variant, MODEL_IDS, what="model id")
     root = dest or os.environ.get("VLMCAP_MODEL_DIR")
-    if not root:
-        raise ConfigError("no destination: pass --dest DIR or set $VLMCAP_MODEL_DIR")
-    return entry.repo_id, entry.revision, Path(root) / entry.repo_id
+    return entry.repo_id, entry.revision, Path(root) / entry.repo_id if root else None
+
+
+def _how_caption_finds(variant: str, target: Path | None) -> str:
+    if target is None:
+        return (
+            f"`vlmcap caption --model {variant}` finds it in the Hugging Face cache at the "
+            "pinned revision (no --model-path needed)"
+        )
+    root = target.parents[len(Path(MODEL_IDS[variant].repo_id).parts) - 1]
+    if os.environ.get("VLMCAP_MODEL_DIR") == str(root):
+        return f"`vlmcap caption --model {variant}` finds it through $VLMCAP_MODEL_DIR"
+    return (
+        f"`vlmcap caption --model {variant}` finds it with VLMCAP_MODEL_DIR={root} in the "
+        f"environment, or pass --model-path {target}"
+    )
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
     repo, revision, target = _download_plan(args.variant, args.dest)
-    print(f"{args.variant}: {repo}@{revision or 'main'} -> {target}")
+    where = target or "the Hugging Face cache ($HF_HOME/hub)"
+    print(f"{args.variant}: {repo}@{revision or 'main'} -> {where}")
+    print(f"then: {_how_caption_finds(args.variant, target)}")
     if args.dry_run:
         return 0
     from huggingface_hub import snapshot_download
@@ -61,7 +138,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
         print(f"vlmcap: error: download of {repo} failed: {type(exc).__name__}: {exc}",
               file=sys.stderr)
         return 1
-    print(f"done: set VllmConfig.model_path={target} or VLMCAP_MODEL_DIR={target.parent.parent}")
+    print("done")
     return 0
 
 
@@ -78,7 +155,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     argv = [
         "caption", str(samples), "--model", "qwen", "--model-path", str(model),
         "--out", args.out, "--max-tokens", str(args.max_tokens), "--max-model-len", "4096",
-        "--window-size", "48",
+        "--window-size", "48", "--replace",
     ]
     if args.stage2:
         argv.append("--stage2")
@@ -134,17 +211,37 @@ def _caption_summary(stats: JobStats, out: str) -> str:
     lines = [
         (
             f"vlmcap caption: {new + resumed} windows from {stats.files} files "
-            f"in {stats.elapsed_s:.1f} s (engine start {stats.engine_start_s:.1f} s)"
+            f"in {stats.elapsed_s:.1f} s (engine start {stats.engine_start_s:.1f} s); "
+            f"fingerprint {stats.fingerprint}"
         ),
         f"  this run: {counts(stats.rows)}; from earlier runs: {resumed} ({counts(stats.resumed)})",
-        (
+    ]
+    if stats.windows_captioned:
+        lines.append(
             f"  captioning: {rate(stats.windows_captioned, stats.caption_s)} clips (windows)/s, "
             f"{rate(stats.output_tokens, stats.caption_s)} output tokens/s over "
             f"{stats.caption_s:.1f} s in the engine; overall {rate(stats.files, stats.elapsed_s)} "
             "files/s"
-        ),
-        f"  rows in {out}",
-    ]
+        )
+    elif resumed:
+        lines.append("  nothing left to caption: every window's row was in the output already")
+    if stats.replaced:
+        lines.append(f"  replaced: {stats.replaced} rows of other settings removed (--replace)")
+    if stats.other_rows:
+        lines.append(
+            f"  other settings: {stats.other_rows} rows of other fingerprints kept beside "
+            "this run's (filter on the fingerprint column)"
+        )
+    if stats.retried:
+        lines.append(f"  retried: {stats.retried} earlier error rows captioned again")
+    if stats.errors:
+        lines.append(
+            f"  error rows: {stats.errors} in the output (see their error column); "
+            "re-run with --retry-errors to caption them again"
+        )
+    if stats.skipped:
+        lines.append(f"  not media, skipped in folders: {stats.skipped}")
+    lines.append(f"  rows in {out}")
     return "\n".join(lines)
 
 
@@ -178,6 +275,8 @@ def _job_kwargs(
     return {
         "out": args.out,
         "resume": args.resume,
+        "on_change": "alongside" if args.alongside else "replace" if args.replace else "refuse",
+        "retry_errors": args.retry_errors,
         "progress": args.progress,
         "settings": settings,
         "max_pixels": args.max_pixels or None,
@@ -187,7 +286,15 @@ def _job_kwargs(
     }
 
 
-def _cmd_caption(args: argparse.Namespace) -> int:
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so the job stops the same clean way as on Ctrl-C."""
+
+
+def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+def _caption_config(args: argparse.Namespace) -> tuple[VllmConfig, WindowSettings]:
     if not args.ray and (args.address is not None or args.ray_engines is not None):
         raise ConfigError("--address and --ray-engines need --ray")
     get_plugin(args.model)  # an unknown variant is a usage error, before any work
@@ -212,34 +319,81 @@ def _cmd_caption(args: argparse.Namespace) -> int:
         ),
         sampling_fps=args.sampling_fps,
     )
-    if not expand_inputs(args.inputs):
+    return config, settings
+
+
+def _cmd_caption(args: argparse.Namespace) -> int:
+    config, settings = _caption_config(args)
+    scan = scan_inputs(args.inputs)
+    if not scan.files and not scan.missing:
         raise ConfigError("no input files: the folders and lists given hold no media files")
+    if scan.skipped:
+        print(f"vlmcap: skipping what is not media in the folders: {scan.describe_skipped()}",
+              file=sys.stderr)
     tqdm = importlib.import_module("tqdm").tqdm
     stats = JobStats()
+    start_reaper()  # the engine's processes die with this one, whatever signal kills it
     rows = _ray_rows(args, config, settings, stats) if args.ray else caption_paths(
         args.inputs,
         config,
         max_inflight=args.max_inflight,
         **_job_kwargs(args, settings, stats),
     )
-    for row in rows:
-        if not row.ok and not row.resumed:
-            msg = f"error: {row.source} window {row.window_index}: {row.error}"
-            tqdm.write(msg, file=sys.stderr)
+    try:
+        for row in rows:
+            if not row.ok and not row.resumed:
+                msg = f"error: {row.source} window {row.window_index}: {row.error}"
+                tqdm.write(msg, file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+        saved = sum(stats.rows.values())
+        print(f"\nvlmcap caption: interrupted; {saved} rows saved in {args.out}; "
+              "re-run the same command to resume", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
     print(_caption_summary(stats, args.out), file=sys.stderr)
     return 0 if stats.errors == 0 else 1
+
+
+def _caption_epilog() -> str:
+    width = max(map(len, ROW_DOCS))
+    columns = "\n".join(
+        textwrap.fill(
+            text, 88, initial_indent=f"  {name:{width}}  ", subsequent_indent=" " * (width + 4)
+        )
+        for name, text in ROW_DOCS.items()
+    )
+    return (
+        f"output columns (one row per window):\n{columns}\n\n"
+        "exit status: 0 every window succeeded; 1 some row is an error (the summary says how\n"
+        "many; --retry-errors redoes them); 2 usage error (bad option, missing input path or\n"
+        "model, --out holding other settings), nothing written; 130 interrupted (Ctrl-C),\n"
+        "143 terminated (SIGTERM): the rows so far are saved, re-run to resume."
+    )
+
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="show vLLM/transformers logs at INFO (-vv: DEBUG) and warnings; "
+                        "default: WARNING and up only")
 
 
 def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "caption",
         help="caption video and image files, one row per window (resumable)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Caption video/image files window by window. Rows go to --out (.jsonl file or "
-            ".parquet folder); re-running the same command skips windows already written. "
-            "Exit status: 0 if every window succeeded, 1 if any row is an error, "
-            "2 for usage errors."
+            "Caption video/image files window by window. Rows go to --out (.jsonl file or\n"
+            ".parquet folder); re-running the same command skips windows already written\n"
+            "(rows are keyed by file, window and the settings' fingerprint). Rows written with\n"
+            "other settings make the run stop and say what changed, unless --alongside or\n"
+            "--replace is given."
         ),
+        epilog=_caption_epilog(),
     )
     p.add_argument(
         "inputs", nargs="+", metavar="INPUT",
@@ -247,16 +401,20 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     )
     p.add_argument("--model", required=True, metavar="VARIANT", help="plugin variant, e.g. qwen")
     p.add_argument("--model-path", type=Path, default=None, metavar="DIR",
-                   help="local checkpoint folder")
+                   help="local checkpoint folder (default: $VLMCAP_MODEL_DIR/<hf id>, then the "
+                        "Hugging Face cache; see `vlmcap download`)")
     p.add_argument("--stage2", action="store_true", help="refine each caption in a second stage")
     prompt = p.add_mutually_exclusive_group()
     prompt.add_argument("--prompt", default=None, metavar="TEXT", help="the caption prompt")
     prompt.add_argument("--prompt-variant", default=None, metavar="NAME",
-                        help="a named prompt (default: default)")
+                        choices=sorted(PROMPTS),
+                        help=f"a named prompt: {', '.join(PROMPTS)} (default: default; "
+                             "`vlmcap prompts` prints them)")
     p.add_argument("--out", required=True, metavar="FILE",
                    help="output: FILE.jsonl, or FILE.parquet (a folder of part files)")
-    p.add_argument("--max-tokens", type=_positive_int, default=8192, metavar="N",
-                   help="output token limit per caption (default: %(default)s)")
+    p.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                   help="output token limit per caption and stage; a caption that reaches it "
+                        "has status truncated (default: %(default)s)")
     p.add_argument("--window-size", type=_positive_int, default=256, metavar="N",
                    help="native frames per window (default: %(default)s)")
     p.add_argument("--remainder-threshold", type=_positive_int, default=None, metavar="N",
@@ -277,7 +435,17 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--max-model-len", type=_positive_int, default=None, metavar="N",
                    help="engine context length (default: the plugin's; use e.g. 4096 on CPU)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="skip windows already in --out (default: on); --no-resume starts afresh")
+                   help="skip windows already in --out (default: on); --no-resume starts afresh "
+                        "(every row of --out is removed)")
+    change = p.add_mutually_exclusive_group()
+    change.add_argument("--alongside", action="store_true",
+                        help="--out holds rows of other settings: keep them and add this run's "
+                             "rows beside them (tell them apart by the fingerprint column)")
+    change.add_argument("--replace", action="store_true",
+                        help="--out holds rows of other settings: remove them")
+    p.add_argument("--retry-errors", action="store_true",
+                   help="caption the windows of earlier error rows again (their rows are "
+                        "replaced)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar on stderr (default: on)")
     p.add_argument("--ray", action="store_true",
@@ -287,6 +455,7 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
                    help="with --ray: the cluster to join (default: start a local one)")
     p.add_argument("--ray-engines", type=_positive_int, default=None, metavar="N",
                    help="with --ray: engine actors (default: the cluster's GPUs, or 1)")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_caption)
 
 
@@ -347,53 +516,101 @@ def _add_check_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="vlmcap", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="vlmcap",
+        description="Caption video clips with vision-language models served by vLLM.",
+    )
+    parser.add_argument("--version", action="version", version=f"vlmcap {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="show vLLM/transformers logs at INFO (-vv: DEBUG) and warnings")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_caption_parser(sub)
     _add_check_parser(sub)
     sub.add_parser(  # listed for --help; main() hands its arguments to vlmcap.bench.main
-        "bench", help="GPU throughput of vLLM driven naively, by the reference loop and by vlmcap"
+        "bench", help="GPU throughput of vLLM driven naively, by the reference loop and by vlmcap "
+        "(`vlmcap bench --help` lists its options)"
     )
     p = sub.add_parser(
         "demo", help="caption generated sample videos with the embedded tiny model (main job)"
     )
-    p.add_argument("--videos", type=_positive_int, default=3)
+    p.add_argument("--videos", type=_positive_int, default=3, help="sample videos to generate")
     p.add_argument("--samples", default="out/samples", help="folder for the sample media")
-    p.add_argument("--max-tokens", type=_positive_int, default=32)
-    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--out", default="out/demo.jsonl")
+    p.add_argument("--max-tokens", type=_positive_int, default=32,
+                   help="output token limit per caption (default: %(default)s)")
+    p.add_argument("--stage2", action=argparse.BooleanOptionalAction, default=True,
+                   help="refine each caption in a second stage (default: on)")
+    p.add_argument("--out", default="out/demo.jsonl", help="output (default: %(default)s)")
+    _add_verbose(p)
     p.set_defaults(func=_cmd_demo)
     p = sub.add_parser(
         "download", help="fetch a variant's checkpoint at its pinned revision (huggingface_hub)"
     )
-    p.add_argument("variant")
-    p.add_argument("--dest", default=None, help="root folder (default: $VLMCAP_MODEL_DIR)")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, download nothing")
+    p.add_argument("variant", help="a variant of `vlmcap plugins` with a pinned model id")
+    p.add_argument("--dest", default=None, metavar="DIR",
+                   help="root folder: the checkpoint goes to DIR/<hf id> (default: "
+                        "$VLMCAP_MODEL_DIR, else the Hugging Face cache)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print where it would go and how `vlmcap caption` finds it; fetch nothing")
     p.set_defaults(func=_cmd_download)
-    p = sub.add_parser("plugins", help="list plugin variants and their model ids")
+    p = sub.add_parser("plugins", help="list plugin variants, their classes and model ids")
     p.set_defaults(func=_cmd_plugins)
+    p = sub.add_parser("prompts", help="list the named prompts of --prompt-variant")
+    p.set_defaults(func=_cmd_prompts)
     p = sub.add_parser("tiny-checkpoint", help="build a tiny checkpoint for a variant")
-    p.add_argument("variant")
-    p.add_argument("dest", nargs="?", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("variant", help="a tiny-checkpoint recipe, e.g. qwen")
+    p.add_argument("dest", nargs="?", default=None, help="folder (default: the user cache)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     p.set_defaults(func=_cmd_tiny)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vlmcap")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a source tree
+        return "unknown"
+
+
+def _usage_error(exc: VlmcapError) -> str:
+    """The message of a usage error, in the command's terms (options, not config fields)."""
+    if isinstance(exc, SettingsChangedError):
+        lines = "\n  ".join(
+            f"fingerprint {fp} ({n} rows): {exc.changes[fp]}" for fp, n in exc.others.items()
+        )
+        return (
+            f"{exc.path} holds rows written with other settings than this run's "
+            f"(fingerprint {exc.fingerprint}); changed:\n  {lines}\n"
+            "re-run with --alongside to add this run's rows beside them, --replace to remove "
+            "them, or choose another --out"
+        )
+    text = str(exc)
+    if isinstance(exc, ModelNotFoundError):
+        text = text.replace("Set VllmConfig.model_path,", "Pass --model-path DIR, set")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``vlmcap`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark has its own options (vlmcap bench --help)
+        quiet_third_party(0)
         from vlmcap.bench import main as bench_main
 
         bench_main(argv[1:])
         return 0
     args = build_parser().parse_args(argv)
+    quiet_third_party(args.verbose)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code: int = args.func(args)
     except VlmcapError as exc:
-        print(f"vlmcap: error: {exc}", file=sys.stderr)
+        print(f"vlmcap: error: {_usage_error(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print("\nvlmcap: interrupted", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -9,7 +9,10 @@ rows are never split by another file's.
 
 Nothing is dropped silently: a file that cannot be decoded gives an error row (window index
 ``-1``); a window whose decoding or captioning fails gives an error row of its own; a file
-that breaks off mid-way gives its earlier windows' captions and error rows for the rest.
+that breaks off mid-way gives its earlier windows' captions and error rows for the rest. A
+path that does not exist when the job starts is a usage error (:class:`MissingInputError`),
+raised before anything is written; files a folder scan does not take are counted
+(:class:`InputScan`).
 """
 
 import collections
@@ -22,9 +25,9 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -35,9 +38,13 @@ from vlmcap._captioner import (
     sampling_params,
     vllm_model,
 )
-from vlmcap._errors import ConfigError
+from vlmcap._errors import ConfigError, ModelNotFoundError, VlmcapError
+from vlmcap._model_ids import MODEL_IDS
+from vlmcap._plugin import call_model_path
 from vlmcap._prompts import check_prompt, get_prompt
 from vlmcap._records import CaptionResult, VllmConfig
+from vlmcap._registry import get_plugin
+from vlmcap._vllm_compat import shutdown_llm
 from vlmcap.video._decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
@@ -49,8 +56,15 @@ from vlmcap.video._decode import (
     probe,
 )
 from vlmcap.video._errors import TruncatedMediaError
-from vlmcap.video._results import ResumeIndex, WindowCaption, settings_fingerprint
-from vlmcap.video._sink import ResultSink, open_sink
+from vlmcap.video._results import (
+    ResumeIndex,
+    WindowCaption,
+    describe_changes,
+    fingerprint_of,
+    fingerprint_settings,
+    model_identity,
+)
+from vlmcap.video._sink import ResultSink, SinkError, open_sink
 from vlmcap.video._windows import WindowPlan, WindowSettings
 
 
@@ -60,16 +74,87 @@ LIST_SUFFIX = ".txt"
 """An input with this suffix is a list of paths, one per line."""
 
 
-def _walk(folder: Path) -> list[Path]:
-    """Media files under ``folder``, recursively, sorted; hidden files and folders skipped."""
+class MissingInputError(VlmcapError, FileNotFoundError):
+    """Input paths that do not exist when the job starts (a usage error: nothing is written)."""
+
+    def __init__(self, missing: Sequence[Path]) -> None:
+        self.missing = tuple(missing)
+        shown = "\n  ".join(map(str, self.missing[:20]))
+        more = f"\n  ... and {len(self.missing) - 20} more" if len(self.missing) > 20 else ""
+        super().__init__(f"{len(self.missing)} input path(s) do not exist:\n  {shown}{more}")
+
+
+class SettingsChangedError(SinkError):
+    """The output holds rows written with other settings (another fingerprint).
+
+    Attributes:
+        path: the output.
+        fingerprint: this run's fingerprint.
+        others: rows per other fingerprint.
+        changes: per other fingerprint, what differs (see :func:`describe_changes`).
+
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        fingerprint: str,
+        others: Mapping[str, int],
+        changes: Mapping[str, str],
+        how: str = "pass on_change='alongside' to add this run's rows beside them, "
+        "or on_change='replace' to remove them",
+    ) -> None:
+        self.path = path
+        self.fingerprint = fingerprint
+        self.others = dict(others)
+        self.changes = dict(changes)
+        lines = "\n  ".join(f"{fp} ({n} rows): {self.changes[fp]}" for fp, n in others.items())
+        super().__init__(
+            f"{path} holds rows written with other settings than this run's "
+            f"(fingerprint {fingerprint}):\n  {lines}\n{how}"
+        )
+
+
+OnChange = Literal["refuse", "alongside", "replace"]
+"""What a job does with rows of other fingerprints in its output."""
+
+
+@attrs.frozen
+class InputScan:
+    """The files a job's inputs expand to, and what folder scans left out."""
+
+    files: tuple[Path, ...]
+    """Absolute paths to caption, in order, each once."""
+    skipped: Mapping[str, int] = attrs.field(factory=dict)
+    """Files inside folders that are not media, by extension (``"(none)"`` without one)."""
+    missing: tuple[Path, ...] = ()
+    """Paths given (or listed) that do not exist."""
+
+    def describe_skipped(self) -> str:
+        """``"3 files (.txt 2, .json 1)"``, or ``""`` when nothing was skipped."""
+        if not self.skipped:
+            return ""
+        by_count = sorted(self.skipped.items(), key=lambda kn: (-kn[1], kn[0]))
+        kinds = ", ".join(f"{k} {n}" for k, n in by_count)
+        return f"{sum(self.skipped.values())} files ({kinds})"
+
+
+def _walk(folder: Path, skipped: Counter[str]) -> list[Path]:
+    """Media files under ``folder``, recursively, sorted; hidden files and folders skipped.
+
+    Other files are counted in ``skipped`` by extension.
+    """
     found: list[Path] = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found.extend(
-            Path(root) / f
-            for f in files
-            if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTENSIONS
-        )
+        for f in files:
+            if f.startswith("."):
+                continue
+            suffix = Path(f).suffix.lower()
+            if suffix in MEDIA_EXTENSIONS:
+                found.append(Path(root) / f)
+            else:
+                skipped[suffix or "(none)"] += 1
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -87,17 +172,15 @@ def _read_list(list_file: Path) -> list[Path]:
     return out
 
 
-def expand_inputs(inputs: Iterable[Path | str]) -> list[Path]:
-    """Absolute file paths to caption, in order, each once.
+def scan_inputs(inputs: Iterable[Path | str]) -> InputScan:
+    """Expand inputs into files (see :func:`expand_inputs`), counting what is left out.
 
-    - a folder: its media files (:data:`~vlmcap.video.MEDIA_EXTENSIONS`), recursively, sorted
-      by relative path; hidden files and folders and other extensions are skipped;
-    - an existing ``.txt`` file: the paths it lists, one per line (folders expanded too);
-    - anything else, as given: a missing file or an unsupported extension named explicitly
-      becomes an error row later, never silently skipped.
+    Never raises for a missing path: it is listed in :attr:`InputScan.missing`.
     """
     out: list[Path] = []
     seen: set[Path] = set()
+    skipped: Counter[str] = Counter()
+    missing: list[Path] = []
 
     def add(p: Path) -> None:
         a = Path(os.path.abspath(p))  # noqa: PTH100 - normalise without resolving links
@@ -105,18 +188,42 @@ def expand_inputs(inputs: Iterable[Path | str]) -> list[Path]:
             seen.add(a)
             out.append(a)
 
-    for item in inputs:
-        p = Path(item).expanduser()
+    def take(p: Path) -> None:
         if p.is_dir():
-            for f in _walk(p):
+            for f in _walk(p, skipped):
                 add(f)
-        elif p.suffix.lower() == LIST_SUFFIX and p.is_file():
-            for listed in _read_list(p):
-                for f in _walk(listed) if listed.is_dir() else [listed]:
-                    add(f)
+        elif not p.exists() and not p.is_symlink():
+            missing.append(p)
         else:
             add(p)
-    return out
+
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.suffix.lower() == LIST_SUFFIX and p.is_file():
+            for listed in _read_list(p):
+                take(listed)
+        else:
+            take(p)
+    return InputScan(tuple(out), dict(skipped), tuple(missing))
+
+
+def expand_inputs(inputs: Iterable[Path | str]) -> list[Path]:
+    """Absolute file paths to caption, in order, each once.
+
+    - a folder: its media files (:data:`~vlmcap.video.MEDIA_EXTENSIONS`), recursively, sorted
+      by relative path; hidden files and folders are skipped, other extensions are counted
+      (:func:`scan_inputs` reports them);
+    - an existing ``.txt`` file: the paths it lists, one per line (folders expanded too);
+    - an existing file, as given: an unsupported extension named explicitly becomes an error
+      row later, never silently skipped.
+
+    Raises:
+        MissingInputError: a path given or listed that does not exist.
+    """
+    scan = scan_inputs(inputs)
+    if scan.missing:
+        raise MissingInputError(scan.missing)
+    return list(scan.files)
 
 
 @attrs.define
@@ -129,6 +236,16 @@ class JobStats:
     """Rows written by this run, by status."""
     resumed: Counter[str] = attrs.field(factory=Counter)
     """Rows found in the output from earlier runs, by status."""
+    fingerprint: str = ""
+    """This run's settings fingerprint."""
+    other_rows: int = 0
+    """Rows of other fingerprints in the output (kept alongside; 0 after a replace)."""
+    replaced: int = 0
+    """Rows of other fingerprints this run removed (``on_change="replace"``)."""
+    retried: int = 0
+    """Error rows of earlier runs taken out to be captioned again (``retry_errors``)."""
+    skipped: str = ""
+    """What folder scans left out (:meth:`InputScan.describe_skipped`)."""
     prompt_tokens: int = 0
     output_tokens: int = 0
     windows_captioned: int = 0
@@ -340,6 +457,7 @@ class _Captioner:
         self.stats = stats
         self.fingerprint = fingerprint
         self._params: Any = None
+        self.owns_engine = llm is None
 
     def _ensure_engine(self) -> None:
         t0 = time.monotonic()
@@ -350,6 +468,12 @@ class _Captioner:
         if self._params is None:
             self._params = sampling_params(self.config)
         self.stats.engine_start_s += time.monotonic() - t0
+
+    def shutdown(self) -> None:
+        """Stop the engine if this job built it (a caller's engine is the caller's)."""
+        llm, self.llm = self.llm, None
+        if self.owns_engine and llm is not None:
+            shutdown_llm(llm)
 
     def _rebuild(self) -> Any:
         """A new engine after the old one died or stalled (caption_results shut it down)."""
@@ -379,6 +503,7 @@ class _Captioner:
         drains between files or batches; rows leave through ``order`` in input order.
         """
         self._ensure_engine()
+        order.bar.unpause()  # the rate and ETA leave the engine's start-up out
         owners: dict[int, _Slot] = {}  # stream index -> the window's place in the output
         fed = itertools.count()  # the stream numbers its inputs 0, 1, ... as they are fed
 
@@ -471,7 +596,50 @@ class _InOrder:
             )
 
 
-def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
+@attrs.frozen
+class JobPlan:
+    """A job's checked arguments: what it captions and how its rows are keyed."""
+
+    prompt: str
+    settings: WindowSettings
+    fingerprint: str
+    fingerprint_settings: Mapping[str, Any]
+    """The settings behind :attr:`fingerprint` (see :func:`fingerprint_settings`)."""
+    scan: InputScan
+
+    @property
+    def files(self) -> list[Path]:
+        """The input files, in order."""
+        return list(self.scan.files)
+
+
+def _model_identity(config: VllmConfig, *, required: bool) -> str | None:
+    """Identity of the checkpoint the plugin will load (:func:`model_identity`).
+
+    Raises:
+        ModelNotFoundError: ``required`` and the checkpoint cannot be found.
+    """
+    variant = config.model_variant
+    plugin = get_plugin(variant)
+    try:
+        folder = call_model_path(plugin, config)
+    except ModelNotFoundError:
+        if required:
+            raise
+        return None
+    except Exception:
+        log.debug("model_path() of %s failed", variant, exc_info=True)
+        return None
+    if not folder.is_dir():
+        if required:
+            raise ModelNotFoundError(variant, "?", [f"model_path {folder} (not a folder)"])
+        return None
+    entry = MODEL_IDS.get(variant)
+    revision = entry.revision if entry is not None and config.model_path is None else None
+    return model_identity(folder, revision)
+
+
+def plan_job(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
     paths: str | Path | Iterable[str | Path],
     config: VllmConfig,
     prompt: str | None,
@@ -480,13 +648,25 @@ def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both job
     max_pixels: int | None,
     batch_windows: int,
     max_inflight: int = 1,
-) -> tuple[str, WindowSettings, str, list[Path]]:
-    """Check a job's arguments; return (prompt, window settings, fingerprint, input files).
+    model_required: bool = False,
+) -> JobPlan:
+    """Check a job's arguments before any work; shared by :func:`caption_paths` and the Ray job.
 
-    Shared by :func:`caption_paths` and the Ray job so both validate and key rows alike.
+    Args:
+        paths: as :func:`caption_paths` takes them.
+        config: the model.
+        prompt: the caption prompt, or ``None`` for the config's.
+        settings: windowing, or ``None`` for the config's sampling rate.
+        max_pixels: per-frame pixel budget (part of the fingerprint).
+        batch_windows: checked >= 1.
+        max_inflight: checked >= 1.
+        model_required: the job builds its engine, so the checkpoint must be found now (not
+            after the progress bar started).
 
     Raises:
-        ConfigError, PromptError: bad arguments (before any work).
+        ConfigError, PromptError: bad arguments.
+        MissingInputError: an input path does not exist.
+        ModelNotFoundError: ``model_required`` and no checkpoint is found.
     """
     if batch_windows < 1:
         raise ConfigError(f"batch_windows must be >= 1, got {batch_windows}")
@@ -500,9 +680,81 @@ def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both job
         else get_prompt(config.prompt_variant, config.prompt_text)
     )
     s = settings or WindowSettings(sampling_fps=config.sampling_fps)
-    fingerprint = settings_fingerprint(config, text, s, max_pixels)
-    files = expand_inputs([paths] if isinstance(paths, str | Path) else paths)
-    return text, s, fingerprint, files
+    scan = scan_inputs([paths] if isinstance(paths, str | Path) else paths)
+    if scan.missing:
+        raise MissingInputError(scan.missing)
+    model = _model_identity(config, required=model_required)
+    payload = fingerprint_settings(config, text, s, max_pixels, model)
+    return JobPlan(text, s, fingerprint_of(payload), payload, scan)
+
+
+def job_setup(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
+    paths: str | Path | Iterable[str | Path],
+    config: VllmConfig,
+    prompt: str | None,
+    settings: WindowSettings | None,
+    *,
+    max_pixels: int | None,
+    batch_windows: int,
+    max_inflight: int = 1,
+) -> tuple[str, WindowSettings, str, list[Path]]:
+    """:func:`plan_job` as a tuple: (prompt, window settings, fingerprint, input files)."""
+    plan = plan_job(
+        paths,
+        config,
+        prompt,
+        settings,
+        max_pixels=max_pixels,
+        batch_windows=batch_windows,
+        max_inflight=max_inflight,
+    )
+    return plan.prompt, plan.settings, plan.fingerprint, plan.files
+
+
+def open_output(  # noqa: PLR0913 - the output's policy, in one place for both jobs
+    out: Path | str,
+    plan: JobPlan,
+    stats: JobStats,
+    *,
+    resume: bool = True,
+    on_change: OnChange = "refuse",
+    retry_errors: bool = False,
+) -> ResultSink:
+    """Open a job's output and apply its policy for rows of earlier runs.
+
+    Rows of other fingerprints: ``"refuse"`` raises :class:`SettingsChangedError` (naming what
+    changed), ``"alongside"`` keeps them and adds this run's rows beside them, ``"replace"``
+    removes them. ``retry_errors`` removes this fingerprint's error rows so their windows are
+    captioned again. Fills ``stats.fingerprint``, ``other_rows``, ``replaced``, ``retried``.
+
+    Raises:
+        SettingsChangedError: ``on_change="refuse"`` and the output holds other fingerprints.
+        SinkError: the output is locked or unreadable.
+        ConfigError: an unknown ``on_change``.
+    """
+    if on_change not in ("refuse", "alongside", "replace"):
+        raise ConfigError(f"on_change must be refuse, alongside or replace, got {on_change!r}")
+    sink = open_sink(out, resume=resume)
+    try:
+        fp = plan.fingerprint
+        others = Counter(r.fingerprint for r in sink.existing if r.fingerprint != fp)
+        if others and on_change == "refuse":
+            changes = {
+                other: describe_changes(plan.fingerprint_settings, sink.settings.get(other))
+                for other in others
+            }
+            raise SettingsChangedError(sink.path, fp, others, changes)  # noqa: TRY301
+        if others and on_change == "replace":
+            stats.replaced = sink.remove(lambda r: r.fingerprint != fp)
+        if retry_errors:
+            stats.retried = sink.remove(lambda r: r.fingerprint == fp and not r.ok)
+        stats.other_rows = sum(1 for r in sink.existing if r.fingerprint != fp)
+        stats.fingerprint = fp
+        sink.record_settings(fp, plan.fingerprint_settings)
+    except BaseException:
+        sink.close()
+        raise
+    return sink
 
 
 def caption_paths(  # noqa: PLR0913 - the job's one entry point
@@ -514,6 +766,8 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
     processor: Any = None,
     out: Path | str | None = None,
     resume: bool = True,
+    on_change: OnChange = "refuse",
+    retry_errors: bool = False,
     progress: bool = True,
     settings: WindowSettings | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -524,6 +778,8 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
 ) -> Generator[WindowCaption, None, None]:
     """Caption every window of every input file; yield one row per window, in order.
 
+    A generator: nothing happens until it is iterated (``list(...)`` or a ``for`` loop).
+
     Args:
         paths: files, folders (searched recursively for media files) and ``.txt`` lists of
             paths (see :func:`expand_inputs`). A single path may be passed bare.
@@ -531,12 +787,17 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
         prompt: the caption prompt; default ``get_prompt(config.prompt_variant,
             config.prompt_text)``.
         llm: an engine from :func:`vlmcap.vllm_model`; built on first use when ``None`` (so a
-            fully resumed run never starts one).
+            fully resumed run never starts one) and shut down when the job ends.
         processor: from :func:`vlmcap.auto_processor`; loaded on first use when ``None``.
-        out: a ``.jsonl`` file or ``.parquet`` folder to append rows to (see
+        out: a ``.jsonl`` file or ``.parquet`` folder to add rows to (see
             :func:`~vlmcap.video.open_sink`); ``None`` keeps nothing.
         resume: skip windows whose row (same settings fingerprint) is in ``out`` already; those
             rows are yielded again with ``resumed=True``. ``False`` starts ``out`` afresh.
+        on_change: rows of *other* settings in ``out``: ``"refuse"`` (raise
+            :class:`SettingsChangedError`, naming what changed), ``"alongside"`` (keep them) or
+            ``"replace"`` (remove them).
+        retry_errors: caption the windows of earlier error rows again (those rows are
+            removed from ``out`` first).
         progress: show a progress bar on stderr.
         settings: windowing and sampling; default ``WindowSettings(sampling_fps=
             config.sampling_fps)``.
@@ -551,14 +812,19 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
 
     Yields:
         :class:`WindowCaption` rows: every window of every input, or one error row (window
-        ``-1``) for an input that yields no window. A row is durable in ``out`` before it is
-        yielded. Closing the generator early stops the decoding thread and releases ``out``.
+        ``-1``) for an input that yields no window. A JSONL row is durable in ``out`` before it
+        is yielded; Parquet rows are buffered (see :class:`~vlmcap.video.ParquetSink`) and all
+        stored when the generator finishes or is closed. Closing the generator early stops
+        the decoding thread, shuts down the engine it built and releases ``out``.
 
     Raises:
         ConfigError, PromptError: bad arguments (before any work).
+        MissingInputError: an input path does not exist (before any work).
+        ModelNotFoundError: ``llm`` is ``None`` and no checkpoint is found (before any work).
+        SettingsChangedError: ``out`` holds rows of other settings and ``on_change="refuse"``.
         SinkError: ``out`` is locked or unreadable.
     """
-    text, s, fingerprint, files = job_setup(
+    plan = plan_job(
         paths,
         config,
         prompt,
@@ -566,16 +832,24 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
         max_pixels=max_pixels,
         batch_windows=batch_windows,
         max_inflight=max_inflight,
+        model_required=llm is None,
     )
     st = stats if stats is not None else JobStats()
+    st.fingerprint = plan.fingerprint
+    st.skipped = plan.scan.describe_skipped()
     t_start = time.monotonic()
-    sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None
+    sink: ResultSink | None = None
+    if out is not None:
+        sink = open_output(
+            out, plan, st, resume=resume, on_change=on_change, retry_errors=retry_errors
+        )
+    captioner = _Captioner(config, plan.prompt, llm, processor, st, plan.fingerprint)
     try:
         yield from _run_job(
-            files,
-            _Captioner(config, text, llm, processor, st, fingerprint),
+            plan.files,
+            captioner,
             sink,
-            s,
+            plan.settings,
             max_pixels=max_pixels,
             max_side=max_side,
             batch_windows=batch_windows,
@@ -583,9 +857,12 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
             max_inflight=max_inflight,
         )
     finally:
-        if sink is not None:
-            sink.close()
-        st.elapsed_s = time.monotonic() - t_start
+        try:
+            if sink is not None:
+                sink.close()
+        finally:
+            captioner.shutdown()
+            st.elapsed_s = time.monotonic() - t_start
 
 
 def _run_job(  # noqa: PLR0913 - the job's state, passed once

@@ -2,14 +2,17 @@
 
 A row is keyed by ``(source, window_index, fingerprint)``: the absolute path of the file, the
 window's index in it (``-1`` for a row about the whole file, e.g. one that cannot be decoded),
-and a fingerprint of every setting that changes captions. A re-run with the same settings skips
-the keys it finds; a run with other settings (another prompt, model, window size...) captions
-everything again under its own fingerprint.
+and a fingerprint of every setting that changes captions (:func:`fingerprint_settings`). A
+re-run with the same settings skips the keys it finds. Rows of another fingerprint in the same
+output are the job's business (it refuses, writes alongside or replaces them; see
+:func:`vlmcap.caption_paths`); :func:`describe_changes` says which settings differ.
 """
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,9 +24,15 @@ from vlmcap.video._windows import WindowPlan, WindowSettings
 
 FILE_ROW_INDEX = -1
 """``window_index`` of a row about a whole file that produced no windows (an error)."""
+TIME_DECIMALS = 6
+"""``start_s`` and ``end_s`` are rounded to microseconds (no ``4.0040000000000004``)."""
 
 RowKey = tuple[str, int, str]
 """``(source, window_index, fingerprint)``."""
+
+
+def _seconds(value: float) -> float:
+    return round(float(value), TIME_DECIMALS)
 
 
 @attrs.frozen
@@ -32,17 +41,18 @@ class WindowCaption:
 
     ``window_index`` is ``-1`` (:data:`FILE_ROW_INDEX`) for a file that yields no window
     (missing, corrupt, too short...); such a row has ``num_windows == 0``. ``frames`` is how
-    many frames the model received (0 when decoding failed). ``resumed`` is true for a row read
-    back from the output of an earlier run instead of captioned now; it is not stored.
+    many frames the model received (0 when decoding failed). ``caption`` is ``None`` for an
+    error row. ``resumed`` is true for a row read back from the output of an earlier run instead
+    of captioned now; it is not stored. See :data:`ROW_DOCS` for every stored column.
     """
 
     source: str
     window_index: int
     num_windows: int
-    start_s: float
-    end_s: float
+    start_s: float = attrs.field(converter=_seconds)
+    end_s: float = attrs.field(converter=_seconds)
     frames: int
-    caption: str
+    caption: str | None
     status: CaptionStatus = attrs.field(converter=CaptionStatus)
     finish_reason: str | None
     prompt_tokens: int
@@ -79,7 +89,7 @@ class WindowCaption:
             start_s=plan.start_s,
             end_s=plan.end_s,
             frames=frames,
-            caption=result.text,
+            caption=None if result.status is CaptionStatus.ERROR else result.text,
             status=result.status,
             finish_reason=result.finish_reason,
             prompt_tokens=result.prompt_tokens,
@@ -98,7 +108,7 @@ class WindowCaption:
             start_s=0.0,
             end_s=0.0,
             frames=0,
-            caption="",
+            caption=None,
             status=CaptionStatus.ERROR,
             finish_reason=None,
             prompt_tokens=0,
@@ -128,7 +138,7 @@ class WindowCaption:
             start_s=float(row["start_s"]),
             end_s=float(row["end_s"]),
             frames=int(row["frames"]),
-            caption=str(row["caption"]),
+            caption=None if row["caption"] is None else str(row["caption"]),
             status=CaptionStatus(row["status"]),
             finish_reason=None if row["finish_reason"] is None else str(row["finish_reason"]),
             prompt_tokens=int(row["prompt_tokens"]),
@@ -144,19 +154,104 @@ ROW_FIELDS: tuple[str, ...] = tuple(
 )
 """Column names of a stored row, in order."""
 
+ROW_DOCS: dict[str, str] = {
+    "source": "absolute path of the input file",
+    "window_index": "the window's index in its file, from 0; -1 for a row about the whole "
+    "file (a file that yields no window: missing at decode time, corrupt, too short...)",
+    "num_windows": "windows of the file (0 on a file-level error row)",
+    "start_s": "where the window starts in the video, in seconds (microsecond precision)",
+    "end_s": "where the window ends, in seconds (a still image: 0 and 0)",
+    "frames": "frames the model received for the window: sampled at --sampling-fps, an "
+    "even count in [4, 768] (2 for an image); 0 when decoding failed",
+    "caption": "the caption; with --stage2, the refined (stage-2) caption only; null on an "
+    "error row",
+    "status": "success; truncated (the caption hit --max-tokens); error (see error)",
+    "finish_reason": "vLLM's reason of the last stage: stop (end of text), length (token "
+    "limit); null on an error row",
+    "prompt_tokens": "prompt tokens, summed over both stages with --stage2",
+    "output_tokens": "generated tokens, summed over both stages with --stage2",
+    "error": "why the row failed ('<ErrorType> (<kind>): <reason>'); null on success",
+    "fingerprint": "hash of the settings that change captions (model files, prompt, "
+    "windowing, sampling, token limit, stage 2); rows are keyed by source, window_index "
+    "and fingerprint",
+}
+"""What each stored column holds (the README and ``vlmcap caption --help`` print it)."""
 
-def settings_fingerprint(
-    config: VllmConfig, prompt: str, settings: WindowSettings, max_pixels: int | None
-) -> str:
-    """Hash every setting that changes which windows exist or what their captions say.
 
-    Covered: model variant and checkpoint path, prompt, stage-2 flag and prompt, output token
-    limit, sampling settings, fp8, where resizing happens, window settings and the resize budget.
+_MODEL_FILES = (
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "tokenizer_config.json",
+    "tokenizer.json",
+    "chat_template.json",
+    "chat_template.jinja",
+    "model.safetensors.index.json",
+    "pytorch_model.bin.index.json",
+)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+_SAMPLE_BYTES = 1 << 20
+
+
+def _sampled_digest(path: Path, size: int) -> str:
+    """Hash of a weight file's size and three 1 MiB samples (start, middle, end).
+
+    Cheap, and different for a fine-tune of the same shape (reading 15 GB per run would not be).
+    """
+    h = hashlib.sha256(str(size).encode())
+    middle = max(0, size // 2 - _SAMPLE_BYTES // 2)
+    with path.open("rb") as f:
+        for offset in sorted({0, middle, max(0, size - _SAMPLE_BYTES)}):
+            f.seek(offset)
+            h.update(f.read(_SAMPLE_BYTES))
+    return h.hexdigest()[:16]
+
+
+def model_identity(folder: Path | str, revision: str | None = None) -> str:
+    """Identify a checkpoint folder by what it holds, not by how its path is spelled.
+
+    Hashes the config, tokenizer, processor and chat-template files, every weight file's name,
+    size and sampled content (:func:`_sampled_digest`), and ``revision`` when known. The same
+    folder reached by a relative path, an absolute path or a symlink gets the same identity;
+    a copy of it too.
+    """
+    root = Path(folder)
+    h = hashlib.sha256(f"revision={revision}\n".encode())
+    for name in _MODEL_FILES:
+        p = root / name
+        if p.is_file():
+            h.update(f"{name}\n".encode())
+            h.update(hashlib.sha256(p.read_bytes()).digest())
+    weights = sorted(
+        (p for p in root.rglob("*") if p.suffix in _WEIGHT_SUFFIXES and p.is_file()),
+        key=lambda p: p.relative_to(root).as_posix(),
+    )
+    for p in weights:
+        size = os.stat(p).st_size  # noqa: PTH116 - follows links like open() does
+        h.update(f"{p.relative_to(root).as_posix()}:{_sampled_digest(p, size)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def fingerprint_settings(
+    config: VllmConfig,
+    prompt: str,
+    settings: WindowSettings,
+    max_pixels: int | None,
+    model: str | None = None,
+) -> dict[str, Any]:
+    """Every setting that changes which windows exist or what their captions say, as JSON.
+
+    Covered: model variant and identity (``model``, from :func:`model_identity`; without it the
+    ``model_path`` string stands in), prompt, stage-2 flag and prompt, output token limit,
+    sampling settings, fp8, where resizing happens, window settings and the resize budget.
     Not covered: engine sizing (``num_gpus``, ``batch_size``, ``max_model_len``...).
     """
-    payload = {
+    fallback = None if config.model_path is None else str(config.model_path)
+    return {
         "model_variant": config.model_variant,
-        "model_path": None if config.model_path is None else str(config.model_path),
+        "model": model if model is not None else fallback,
         "prompt": prompt,
         "stage2": get_stage2_prompt(config.stage2_prompt_text) if config.stage2_caption else None,
         "max_output_tokens": config.max_output_tokens,
@@ -166,8 +261,57 @@ def settings_fingerprint(
         "window": attrs.asdict(settings),
         "max_pixels": max_pixels,
     }
+
+
+def fingerprint_of(payload: Mapping[str, Any]) -> str:
+    """The 16-hex-digit hash of :func:`fingerprint_settings`' payload."""
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def settings_fingerprint(
+    config: VllmConfig,
+    prompt: str,
+    settings: WindowSettings,
+    max_pixels: int | None,
+    model: str | None = None,
+) -> str:
+    """Hash every setting that changes captions (see :func:`fingerprint_settings`)."""
+    return fingerprint_of(fingerprint_settings(config, prompt, settings, max_pixels, model))
+
+
+def _flatten(payload: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in payload.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def describe_changes(ours: Mapping[str, Any], theirs: Mapping[str, Any] | None) -> str:
+    """Say which settings differ between two :func:`fingerprint_settings` payloads.
+
+    ``theirs`` is ``None`` when the settings behind the other fingerprint are not known.
+    """
+    if theirs is None:
+        return "settings not recorded (written by an older vlmcap)"
+    a, b = _flatten(theirs), _flatten(ours)
+    changed = [
+        f"{k} {_short(a.get(k))} -> {_short(b.get(k))}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k)
+    ]
+    if not changed:
+        return "same settings, another vlmcap version"
+    return "; ".join("model (its files differ)" if c.startswith("model ") else c for c in changed)
 
 
 @attrs.frozen
@@ -178,11 +322,16 @@ class ResumeIndex:
     rows: Mapping[str, Mapping[int, WindowCaption]] = attrs.field(factory=dict)
 
     @classmethod
-    def build(cls, rows: Iterable[WindowCaption], fingerprint: str) -> "ResumeIndex":
-        """Index the rows of ``fingerprint`` (the first row of a repeated key wins)."""
+    def build(
+        cls, rows: Iterable[WindowCaption], fingerprint: str, *, retry_errors: bool = False
+    ) -> "ResumeIndex":
+        """Index the rows of ``fingerprint`` (the first row of a repeated key wins).
+
+        With ``retry_errors`` error rows are left out, so their windows are captioned again.
+        """
         by_source: dict[str, dict[int, WindowCaption]] = {}
         for row in rows:
-            if row.fingerprint == fingerprint:
+            if row.fingerprint == fingerprint and (row.ok or not retry_errors):
                 by_source.setdefault(row.source, {}).setdefault(row.window_index, row)
         return cls(fingerprint, by_source)
 

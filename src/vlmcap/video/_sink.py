@@ -4,32 +4,46 @@ Both keep exactly one row per key ``(source, window_index, fingerprint)`` across
 runs killed at any moment (SIGKILL included) and resumed:
 
 - **JSON Lines** (``*.jsonl``): one object per line, appended batch by batch; each batch is
-  written, flushed and ``fsync``-ed before the job reports its rows. A kill can only tear the
-  *last* line; on resume that torn tail (bytes after the last newline) is cut off, and the
-  windows of the lost batch are captioned again. A malformed line before the tail is not
+  written, flushed and ``fsync``-ed before :meth:`~JsonlSink.append` returns. A kill can only
+  tear the *last* line; on resume that torn tail (bytes after the last newline) is cut off, and
+  the windows of the lost batch are captioned again. A malformed line before the tail is not
   silently dropped: it stops the run with :class:`SinkError`.
-- **Parquet** (``*.parquet``): the path is a **folder** of part files, the layout Spark, Hive
-  and ``pyarrow.dataset`` use; read it whole with ``pyarrow.parquet.read_table(path)`` or
-  ``pandas.read_parquet(path)``. Each batch is written to a hidden temporary file, ``fsync``-ed
-  and renamed to ``part-NNNNNN.parquet`` (atomic), then the folder is ``fsync``-ed: a part file
-  is either complete or absent. Stale temporary files are removed on resume.
+- **Parquet** (``*.parquet``): the path is a **folder** of part files, the layout Spark, Hive,
+  ``pyarrow.dataset``, pandas, DuckDB and Ray Data read in one call
+  (``pyarrow.parquet.read_table(path)``, ``pandas.read_parquet(path)``,
+  ``duckdb.read_parquet(f"{path}/*.parquet")``, ``ray.data.read_parquet(path)``). Rows are
+  buffered and written as one part file (one row group) when ``rows_per_part`` rows are
+  waiting or ``flush_s`` seconds have passed since the oldest waiting row, and on close, so a
+  kill loses at most that much work (captioned again on resume). Each part is written to a
+  hidden temporary file, ``fsync``-ed and renamed to ``part-NNNNNN.parquet`` (atomic), then the
+  folder is ``fsync``-ed: a part file is either complete or absent. Small parts left by time
+  flushes are merged into parts of up to ``rows_per_part`` rows when the output is closed or
+  reopened (a journal makes the merge atomic too), so 10,000 rows end in one or two files.
 
-While a writer is open it holds an exclusive ``flock`` on the output (JSONL) or on
-``.vlmcap.lock`` in the folder (Parquet), so two runs cannot append to one output at once.
-``resume=False`` starts the output afresh: the JSONL file is emptied, the folder's part files
-are removed.
+Next to the rows each output keeps a small hidden *run file* (``.NAME.vlmcap`` beside a JSONL
+file, ``.vlmcap`` in a Parquet folder): the settings behind each fingerprint, so a run with
+other settings can say what changed. While a writer is open it holds an exclusive ``flock`` on
+that run file, so two runs cannot write one output at once. ``resume=False`` starts the output
+afresh: the JSONL file is emptied, the folder's part files are removed.
 """
 
 import fcntl
 import json
 import os
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap.video._results import ROW_FIELDS, RowKey, WindowCaption
+
+
+DEFAULT_ROWS_PER_PART = 10_000
+"""Rows per Parquet part file (and per row group)."""
+DEFAULT_FLUSH_S = 30.0
+"""Seconds a row may wait in the Parquet buffer before its part file is written."""
 
 
 class SinkError(VlmcapError, OSError):
@@ -46,11 +60,23 @@ class ResultSink(Protocol):
 
     @property
     def existing(self) -> tuple[WindowCaption, ...]:
-        """Rows found in the output when it was opened (all fingerprints, marked ``resumed``)."""
+        """Rows found in the output when it was opened, less those :meth:`remove` took out.
+
+        All fingerprints, marked ``resumed``.
+        """
+        ...
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The settings recorded for each fingerprint (see :meth:`record_settings`)."""
+        ...
+
+    def record_settings(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
+        """Remember the settings behind ``fingerprint`` (JSON-able) in the run file."""
         ...
 
     def append(self, rows: Sequence[WindowCaption]) -> None:
-        """Store ``rows``; they are durable when this returns.
+        """Store ``rows`` (JSONL: durable when this returns; Parquet: see the module doc).
 
         Raises:
             SinkError: a row whose key the output already holds.
@@ -58,8 +84,15 @@ class ResultSink(Protocol):
         """
         ...
 
+    def remove(self, drop: Callable[[WindowCaption], bool]) -> int:
+        """Take the stored rows for which ``drop`` is true out of the output; return how many.
+
+        Atomic: a kill leaves the output as it was or without exactly those rows.
+        """
+        ...
+
     def close(self) -> None:
-        """Release the output (idempotent)."""
+        """Store what is buffered and release the output (idempotent)."""
         ...
 
 
@@ -71,22 +104,59 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _lock(handle: IO[Any], what: Path) -> None:
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        raise SinkError(f"{what} is being written by another run") from exc
+def _write_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    _fsync_dir(path.parent)
+
+
+class _RunFile:
+    """The output's hidden run file: holds the writer's lock and the settings per fingerprint."""
+
+    def __init__(self, path: Path, what: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = path.open("a+b")
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self.close()
+            raise SinkError(f"{what} is being written by another run") from exc
+        self._file.seek(0)
+        raw = self._file.read()
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+            self.settings: dict[str, Any] = dict(data.get("settings", {}))
+        except (ValueError, AttributeError, TypeError):  # torn by a kill: advisory data only
+            self.settings = {}
+
+    def record(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
+        if self._file is None or self.settings.get(fingerprint) == settings:
+            return
+        self.settings[fingerprint] = dict(settings)
+        blob = json.dumps({"settings": self.settings}, sort_keys=True, indent=1).encode()
+        self._file.seek(0)
+        self._file.truncate(0)
+        self._file.write(blob)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class _KeySet:
     """Keys held by an output, to refuse a second row for one key."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: Sequence[WindowCaption] = ()) -> None:
         self._path = path
-        self._keys: set[RowKey] = set()
-
-    def add_existing(self, rows: Sequence[WindowCaption]) -> None:
-        self._keys.update(r.key for r in rows)
+        self._keys: set[RowKey] = {r.key for r in rows}
 
     def claim(self, rows: Sequence[WindowCaption]) -> None:
         new: set[RowKey] = set()
@@ -99,17 +169,30 @@ class _KeySet:
             new.add(row.key)
         self._keys |= new
 
+    def release(self, rows: Sequence[WindowCaption]) -> None:
+        self._keys -= {r.key for r in rows}
+
+
+def _encode_jsonl(rows: Sequence[WindowCaption]) -> bytes:
+    return "".join(
+        json.dumps(r.to_row(), ensure_ascii=False, allow_nan=False) + "\n" for r in rows
+    ).encode()
+
 
 class JsonlSink:
     """Append-only JSON Lines output with a torn-tail repair on open (see the module doc)."""
 
     def __init__(self, path: Path | str, *, resume: bool = True) -> None:
         self._path = Path(path)
+        if self._path.is_dir():
+            raise SinkError(f"{self._path} is a folder; JSON Lines output is one file")
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self._path.exists()
-        self._file: IO[bytes] | None = self._path.open("ab")
+        self._run = _RunFile(self._path.with_name(f".{self._path.name}.vlmcap"), self._path)
+        self._file: IO[bytes] | None = None
         try:
-            _lock(self._file, self._path)
+            self._path.with_name(f".{self._path.name}.tmp").unlink(missing_ok=True)  # a kill's
+            created = not self._path.exists()
+            self._file = self._path.open("ab")
             if created:
                 _fsync_dir(self._path.parent)
             if resume:
@@ -121,8 +204,7 @@ class JsonlSink:
         except BaseException:
             self.close()
             raise
-        self._keys = _KeySet(self._path)
-        self._keys.add_existing(self._existing)
+        self._keys = _KeySet(self._path, self._existing)
 
     @property
     def path(self) -> Path:
@@ -131,18 +213,21 @@ class JsonlSink:
 
     @property
     def existing(self) -> tuple[WindowCaption, ...]:
-        """Rows read on open."""
+        """Rows read on open (less removed ones)."""
         return self._existing
 
-    def _read_and_repair(self) -> tuple[WindowCaption, ...]:
-        data = self._path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a torn last line from a killed run: cut it off
-            assert self._file is not None  # noqa: S101 - set by __init__
-            self._file.truncate(end)
-            os.fsync(self._file.fileno())
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Settings recorded per fingerprint."""
+        return self._run.settings
+
+    def record_settings(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
+        """Remember the settings behind ``fingerprint``."""
+        self._run.record(fingerprint, settings)
+
+    def _parse(self, data: bytes) -> list[WindowCaption]:
         rows = []
-        for lineno, line in enumerate(data[:end].split(b"\n")[:-1], start=1):
+        for lineno, line in enumerate(data.split(b"\n")[:-1], start=1):
             if not line.strip():
                 continue
             try:
@@ -151,7 +236,16 @@ class JsonlSink:
                 raise SinkError(
                     f"{self._path}:{lineno}: not a vlmcap result row ({exc}); refusing to append"
                 ) from exc
-        return tuple(rows)
+        return rows
+
+    def _read_and_repair(self) -> tuple[WindowCaption, ...]:
+        data = self._path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # a torn last line from a killed run: cut it off
+            assert self._file is not None  # noqa: S101 - set by __init__
+            self._file.truncate(end)
+            os.fsync(self._file.fileno())
+        return tuple(self._parse(data[:end]))
 
     def append(self, rows: Sequence[WindowCaption]) -> None:
         """Append ``rows``, one line each, flushed and ``fsync``-ed before returning."""
@@ -160,23 +254,41 @@ class JsonlSink:
         if not rows:
             return
         self._keys.claim(rows)
-        blob = "".join(
-            json.dumps(r.to_row(), ensure_ascii=False, allow_nan=False) + "\n" for r in rows
-        )
-        self._file.write(blob.encode())
+        self._file.write(_encode_jsonl(rows))
         self._file.flush()
         os.fsync(self._file.fileno())
 
+    def remove(self, drop: Callable[[WindowCaption], bool]) -> int:
+        """Rewrite the file without the rows ``drop`` selects (temporary file, rename)."""
+        if self._file is None:
+            raise SinkError(f"{self._path} is closed")
+        rows = self._parse(self._path.read_bytes())
+        gone = [r for r in rows if drop(r)]
+        if not gone:
+            return 0
+        _write_durably(self._path, _encode_jsonl([r for r in rows if not drop(r)]))
+        self._file.close()
+        self._file = self._path.open("ab")
+        self._keys.release(gone)
+        self._existing = tuple(r for r in self._existing if not drop(r))
+        return len(gone)
+
     def close(self) -> None:
-        """Close the file (and release its lock)."""
+        """Close the file and release the lock."""
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._run.close()
 
 
 _PART = re.compile(r"^part-(\d{6,})\.parquet$")
 _TMP_PREFIX = ".part-"
-_LOCK_NAME = ".vlmcap.lock"
+_RUN_NAME = ".vlmcap"
+_JOURNAL = ".vlmcap-merge.json"
+
+
+def _part_name(seq: int) -> str:
+    return f"part-{seq:06d}.parquet"
 
 
 def _list_parts(folder: Path) -> list[tuple[int, Path]]:
@@ -218,11 +330,26 @@ def _parquet_schema(pa: Any) -> Any:
 
 
 class ParquetSink:
-    """A folder of Parquet part files, one per batch, each made visible by an atomic rename."""
+    """A folder of Parquet part files, written in buffered batches by atomic renames."""
 
-    def __init__(self, path: Path | str, *, resume: bool = True) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        resume: bool = True,
+        rows_per_part: int = DEFAULT_ROWS_PER_PART,
+        flush_s: float = DEFAULT_FLUSH_S,
+    ) -> None:
+        if rows_per_part < 1 or not flush_s > 0:
+            raise ConfigError(
+                f"rows_per_part must be >= 1 and flush_s > 0, got {rows_per_part}, {flush_s}"
+            )
         self._pa, self._pq = _pyarrow()
         self._schema = _parquet_schema(self._pa)
+        self._rows_per_part = rows_per_part
+        self._flush_s = flush_s
+        self._buffer: list[WindowCaption] = []
+        self._buffered_since = 0.0
         self._path = Path(path)
         if self._path.exists() and not self._path.is_dir():
             raise SinkError(
@@ -230,23 +357,23 @@ class ParquetSink:
                 "so pass a new path"
             )
         self._path.mkdir(parents=True, exist_ok=True)
-        self._lock: IO[bytes] | None = (self._path / _LOCK_NAME).open("ab")
+        self._run: _RunFile | None = _RunFile(self._path / _RUN_NAME, self._path)
         try:
-            _lock(self._lock, self._path)
+            self._finish_merge()
             for stale in self._path.glob(f"{_TMP_PREFIX}*"):
                 stale.unlink()
             if not resume:
-                for _seq, part in self._parts():
+                for _seq, part in _list_parts(self._path):
                     part.unlink()
                 _fsync_dir(self._path)
-            parts = list(self._parts())
+            self._compact()
+            parts = _list_parts(self._path)
             self._next = parts[-1][0] + 1 if parts else 0
             self._existing = tuple(r for _s, part in parts for r in self._read(part))
         except BaseException:
             self.close()
             raise
-        self._keys = _KeySet(self._path)
-        self._keys.add_existing(self._existing)
+        self._keys = _KeySet(self._path, self._existing)
 
     @property
     def path(self) -> Path:
@@ -255,11 +382,18 @@ class ParquetSink:
 
     @property
     def existing(self) -> tuple[WindowCaption, ...]:
-        """Rows read on open."""
+        """Rows read on open (less removed ones)."""
         return self._existing
 
-    def _parts(self) -> list[tuple[int, Path]]:
-        return _list_parts(self._path)
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Settings recorded per fingerprint."""
+        return self._run.settings if self._run is not None else {}
+
+    def record_settings(self, fingerprint: str, settings: Mapping[str, Any]) -> None:
+        """Remember the settings behind ``fingerprint``."""
+        if self._run is not None:
+            self._run.record(fingerprint, settings)
 
     def _read(self, part: Path) -> list[WindowCaption]:
         try:
@@ -268,28 +402,115 @@ class ParquetSink:
         except Exception as exc:
             raise SinkError(f"{part}: unreadable part file ({exc}); refusing to append") from exc
 
+    def _write_tmp(self, rows: Sequence[WindowCaption], tag: str) -> Path:
+        tmp = self._path / f"{_TMP_PREFIX}{tag}.parquet.tmp"
+        table = self._pa.Table.from_pylist([r.to_row() for r in rows], schema=self._schema)
+        self._pq.write_table(table, tmp, row_group_size=self._rows_per_part)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        return tmp
+
+    def _replace(self, seq: int, rows: Sequence[WindowCaption]) -> None:
+        """Make ``rows`` the content of part ``seq`` atomically (none: remove the part)."""
+        target = self._path / _part_name(seq)
+        if rows:
+            self._write_tmp(rows, f"{seq:06d}").replace(target)
+        else:
+            target.unlink(missing_ok=True)
+        _fsync_dir(self._path)
+
+    def _finish_merge(self) -> None:
+        """Complete a merge that a kill interrupted (its journal says what was left to do)."""
+        journal = self._path / _JOURNAL
+        if not journal.exists():
+            return
+        try:
+            plan = json.loads(journal.read_text())
+            tmp, into, delete = Path(plan["tmp"]).name, Path(plan["into"]).name, plan["delete"]
+        except (ValueError, KeyError, TypeError):  # torn before it was fsync-ed: not started
+            journal.unlink()
+            return
+        if (self._path / tmp).exists():
+            (self._path / tmp).replace(self._path / into)
+        for name in delete:
+            (self._path / Path(name).name).unlink(missing_ok=True)
+        _fsync_dir(self._path)
+        journal.unlink()
+        _fsync_dir(self._path)
+
+    def _compact(self) -> None:
+        """Merge runs of consecutive small parts (time flushes) into parts of full size."""
+        groups: list[list[tuple[int, Path]]] = [[]]
+        size = 0
+        for seq, part in _list_parts(self._path):
+            n = int(self._pq.ParquetFile(part).metadata.num_rows)
+            if n >= self._rows_per_part or size + n > self._rows_per_part:
+                groups.append([])
+                size = 0
+            if n < self._rows_per_part:
+                groups[-1].append((seq, part))
+                size += n
+        for group in groups:
+            if len(group) < 2:
+                continue
+            rows = [r for _s, part in group for r in self._read(part)]
+            tmp = self._write_tmp(rows, "merge")
+            journal = {
+                "tmp": tmp.name,
+                "into": group[0][1].name,
+                "delete": [part.name for _s, part in group[1:]],
+            }
+            _write_durably(self._path / _JOURNAL, json.dumps(journal).encode())
+            self._finish_merge()
+
     def append(self, rows: Sequence[WindowCaption]) -> None:
-        """Write ``rows`` as the next part file (temp file, fsync, rename, fsync folder)."""
-        if self._lock is None:
+        """Buffer ``rows``; write a part once ``rows_per_part`` rows or ``flush_s`` seconds wait."""
+        if self._run is None:
             raise SinkError(f"{self._path} is closed")
         if not rows:
             return
         self._keys.claim(rows)
-        name = f"part-{self._next:06d}.parquet"
-        tmp = self._path / f"{_TMP_PREFIX}{self._next:06d}.parquet.tmp"
-        table = self._pa.Table.from_pylist([r.to_row() for r in rows], schema=self._schema)
-        self._pq.write_table(table, tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        tmp.replace(self._path / name)
-        _fsync_dir(self._path)
-        self._next += 1
+        if not self._buffer:
+            self._buffered_since = time.monotonic()
+        self._buffer.extend(rows)
+        full = len(self._buffer) >= self._rows_per_part
+        if full or time.monotonic() - self._buffered_since >= self._flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered rows as the next part file (temp file, fsync, rename, fsync)."""
+        while self._buffer:
+            batch = self._buffer[: self._rows_per_part]
+            self._replace(self._next, batch)
+            self._next += 1
+            del self._buffer[: len(batch)]
+
+    def remove(self, drop: Callable[[WindowCaption], bool]) -> int:
+        """Rewrite each part holding rows that ``drop`` selects without them (atomic per part)."""
+        if self._run is None:
+            raise SinkError(f"{self._path} is closed")
+        self.flush()
+        gone: list[WindowCaption] = []
+        for seq, part in _list_parts(self._path):
+            rows = self._read(part)
+            out = [r for r in rows if drop(r)]
+            if out:
+                self._replace(seq, [r for r in rows if not drop(r)])
+                gone.extend(out)
+        self._keys.release(gone)
+        self._existing = tuple(r for r in self._existing if not drop(r))
+        return len(gone)
 
     def close(self) -> None:
-        """Release the folder's lock."""
-        if self._lock is not None:
-            self._lock.close()
-            self._lock = None
+        """Write the buffered rows, merge small parts, release the folder's lock."""
+        if self._run is None:
+            return
+        try:
+            self.flush()
+            self._compact()
+        finally:
+            self._run.close()
+            self._run = None
 
 
 def open_sink(path: Path | str, *, resume: bool = True) -> JsonlSink | ParquetSink:
@@ -325,4 +546,3 @@ def read_rows(path: Path | str) -> list[WindowCaption]:
     data = p.read_bytes() if p.exists() else b""
     lines = data[: data.rfind(b"\n") + 1].split(b"\n")[:-1]
     return [WindowCaption.from_row(json.loads(line)) for line in lines if line.strip()]
-
