@@ -3,6 +3,8 @@
 import secrets
 from typing import Any
 
+import torch
+
 from vlmcap import VllmCaptionRequest, VllmConfig, VllmPlugin
 
 
@@ -42,3 +44,7 @@ class EchoPlugin(VllmPlugin):
     @staticmethod
     def decode(vllm_output: Any) -> str:
         return str(vllm_output.outputs[0].text)
+
+
+ONE_FRAME = torch.zeros((1, 3, 2, 2), dtype=torch.uint8)
+"""A valid one-frame video for inputs of fake-engine tests (the driver validates every input)."""

@@ -11,7 +11,7 @@ from vlmcap import CaptionStatus, VllmConfig
 from vlmcap._registry import unregister_plugin
 from vlmcap.testing._fake import FakeEngine, default_text
 
-from ._plugins import EchoPlugin
+from ._plugins import ONE_FRAME, EchoPlugin
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ CONFIG = VllmConfig(model_variant="echo-test", batch_size=3, stall_timeout_s=0.2
 
 
 def _inputs(n: int) -> list[dict[str, Any]]:
-    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": None}} for i in range(n)]
+    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}} for i in range(n)]
 
 
 def _index(inputs: Mapping[str, Any]) -> int:

@@ -21,7 +21,7 @@ from vlmcap._registry import unregister_plugin
 from vlmcap._vllm_compat import Finished
 from vlmcap.testing._fake import EngineDeadError, FakeEngine, default_text
 
-from ._plugins import EchoPlugin
+from ._plugins import ONE_FRAME, EchoPlugin
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +37,7 @@ CONFIG = vlmcap.VllmConfig(
 
 
 def _inputs(n: int) -> list[dict[str, Any]]:
-    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": None}} for i in range(n)]
+    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}} for i in range(n)]
 
 
 def _index(inputs: Mapping[str, Any]) -> int:

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 import vlmcap
 from vlmcap import CaptionResult, CaptionStatus, FrameContractError, TokenCounts, VideoMetadata
 from vlmcap._frames import to_uint8
-from vlmcap._vllm_compat import attach_video_metadata
+from vlmcap._contract import attach_video_metadata
 
 
 @given(

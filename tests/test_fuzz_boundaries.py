@@ -20,7 +20,7 @@ from vlmcap._registry import unregister_plugin
 from vlmcap.testing import strategies as vst
 from vlmcap.testing._fake import FakeEngine
 
-from ._plugins import EchoPlugin
+from ._plugins import ONE_FRAME, EchoPlugin
 
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -268,7 +268,7 @@ def test_make_model_inputs_with_the_tiny_qwen_processor(
 
 def _model_inputs() -> st.SearchStrategy[Any]:
     ok = st.builds(
-        lambda i: {"prompt": f"clip {i}", "multi_modal_data": {"video": None}}, st.integers(0, 9)
+        lambda i: {"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}}, st.integers(0, 9)
     )
     with_md = st.builds(
         lambda md: {"prompt": "clip", "multi_modal_data": {"video": (torch.zeros(2, 3, 4, 4), md)}},

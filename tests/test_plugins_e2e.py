@@ -147,7 +147,7 @@ def test_cosmos_r1_resizes_on_the_client_unless_preprocess(processors: dict[str,
 def test_qwen3_arch_ships_frames_unresized_with_metadata(
     variant: str, preprocess: bool, processors: dict[str, Any]
 ) -> None:
-    plugin = vlmcap.get_plugin(variant)
+    plugin: Any = vlmcap.get_plugin(variant)  # plugin-specific keyword extras
     clip = synthetic_clip(6, 100, 150, seed=4)
     config = _config(variant, preprocess=preprocess, sampling_fps=3.0)
     inp = plugin.make_llm_input("Describe it.", clip, processors[variant], config=config)
@@ -172,7 +172,7 @@ def test_qwen3_refine_contains_the_caption(processors: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("variant", NEW_VARIANTS)
 def test_engine_kwargs_honour_the_settings(variant: str) -> None:
-    plugin = vlmcap.get_plugin(variant)
+    plugin: Any = vlmcap.get_plugin(variant)  # engine_kwargs is the plugins' own helper
     base = plugin.engine_kwargs(_config(variant))
     assert base["model"] == str(tiny_checkpoint(variant))
     assert base["tensor_parallel_size"] == 1 and "quantization" not in base
@@ -192,8 +192,9 @@ def test_engine_kwargs_honour_the_settings(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", NEW_VARIANTS)
 def test_image_input_is_refused(variant: str) -> None:
+    plugin: Any = vlmcap.get_plugin(variant)
     with pytest.raises(vlmcap.UnsupportedSettingError, match="use_image_input"):
-        vlmcap.get_plugin(variant).engine_kwargs(_config(variant, use_image_input=True))
+        plugin.engine_kwargs(_config(variant, use_image_input=True))
 
 
 # --- the real engine ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import pytest
 import vlmcap
 from vlmcap import _registry
 from vlmcap._plugin import call_make_llm_input, plugin_model_id
+from vlmcap.plugins.qwen import VllmQwen7B
 
 from ._plugins import EchoPlugin
 
@@ -53,9 +54,10 @@ def test_unknown_variant_lists_the_known_ones() -> None:
 
 
 def test_builtin_qwen_is_a_vllm_plugin() -> None:
-    plugin = vlmcap.get_plugin("qwen")
+    plugin: object = vlmcap.get_plugin("qwen")
     assert isinstance(plugin, vlmcap.VllmPlugin)
-    assert plugin.model_id() == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert plugin is VllmQwen7B
+    assert VllmQwen7B.model_id() == "Qwen/Qwen2.5-VL-7B-Instruct"
     assert vlmcap.MODEL_IDS["qwen"].revision == "cc594898137f460bfe9f0759e9844b3ce807cfb5"
 
 
@@ -63,7 +65,8 @@ def test_structural_plugin_is_accepted_and_gets_optional_kwargs_it_declares() ->
     vlmcap.register_plugin(Structural)
     try:
         assert vlmcap.get_plugin("structural-test") is Structural
-        assert isinstance(Structural, vlmcap.VllmPlugin) is False  # lacks model_id/model_path
+        some_class: object = Structural
+        assert not isinstance(some_class, vlmcap.VllmPlugin)  # lacks model_id/model_path
         md = vlmcap.VideoMetadata.uniform(2, 2.0)
         cfg = vlmcap.VllmConfig(model_variant="structural-test")
         out = call_make_llm_input(Structural, "p", None, None, metadata=md, config=cfg)  # type: ignore[arg-type]
@@ -80,8 +83,8 @@ def test_incomplete_plugin_is_refused_with_the_missing_methods() -> None:
         def model_variant() -> str:
             return "half"
 
-    with pytest.raises(vlmcap.PluginError, match="lacks method.*processor, model, make_llm_input"):
-        vlmcap.register_plugin(Half)
+    with pytest.raises(vlmcap.PluginError, match=r"processor\(\) is missing.*model\(\) is missing"):
+        vlmcap.register_plugin(Half)  # type: ignore[type-var]  # mypy rejects it too
 
 
 def test_entry_point_plugins_are_found_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,7 +114,8 @@ def test_model_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         d.mkdir()
     (c / "Qwen" / "Qwen2.5-VL-7B-Instruct").mkdir(parents=True)
     monkeypatch.setenv("VLMCAP_MODEL_DIR", str(c))
-    plugin = vlmcap.get_plugin("qwen")
+    assert vlmcap.get_plugin("qwen") is VllmQwen7B
+    plugin = VllmQwen7B
     assert plugin.model_path() == c / "Qwen" / "Qwen2.5-VL-7B-Instruct"
     with vlmcap.using_model_path("qwen", b):
         assert plugin.model_path() == b

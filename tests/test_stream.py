@@ -19,7 +19,7 @@ from vlmcap import VllmConfig
 from vlmcap._registry import unregister_plugin
 from vlmcap.testing._fake import FakeEngine
 
-from ._plugins import EchoPlugin
+from ._plugins import ONE_FRAME, EchoPlugin
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ CONFIG = VllmConfig(model_variant="echo-test", stall_timeout_s=0.2)
 
 
 def _inputs(n: int) -> list[dict[str, Any]]:
-    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": None}} for i in range(n)]
+    return [{"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}} for i in range(n)]
 
 
 def _index(inputs: Mapping[str, Any]) -> int:

@@ -11,6 +11,11 @@ from typing import Any, ClassVar
 import torch
 from transformers import AutoProcessor
 
+from contracts.reference_plugins.image_frames import (
+    DEFAULT_REFINE_PROMPT,
+    VllmImageFrames,
+    render,
+)
 from contracts.reference_plugins.videollama import _DEFAULT_REFINE_PROMPT, VllmVideoLLaMA
 from vlmcap import LLM, VllmCaptionRequest, VllmConfig, VllmPlugin
 
@@ -92,13 +97,23 @@ class VllmNewFrames(VllmVideoLLaMA):
 
 
 class VllmDecodeList(VllmVideoLLaMA):
-    """Seed bug 4: decode returns the list of completions."""
+    """Seed bug 4: decode returns the list of completions (its annotation says Any)."""
 
     BREAKS: ClassVar[str] = "C-DECODE-001"
 
     @staticmethod
-    def decode(vllm_output: Any) -> list[Any]:  # type: ignore[override]
+    def decode(vllm_output: Any) -> Any:
         return list(vllm_output.outputs)
+
+
+class VllmDecodeDeclaredInt(VllmVideoLLaMA):
+    """decode is declared to return int: the protocol (statically and at runtime) refuses it."""
+
+    BREAKS: ClassVar[str] = "C-STRUCT-007"
+
+    @staticmethod
+    def decode(vllm_output: Any) -> int:  # type: ignore[override]
+        return len(vllm_output.outputs)
 
 
 class VllmTransposedFrames(VllmVideoLLaMA):
@@ -213,14 +228,14 @@ class VllmRefineNoVideo(VllmVideoLLaMA):
 
 
 class VllmRefineReturnsDict(VllmVideoLLaMA):
-    """Stage 2 returns the inputs dict instead of a VllmCaptionRequest."""
+    """Stage 2 returns the inputs dict instead of a VllmCaptionRequest (annotated Any)."""
 
     BREAKS: ClassVar[str] = "C-REFINE-001"
 
     @staticmethod
-    def make_refined_llm_request(  # type: ignore[override]
+    def make_refined_llm_request(
         request: VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
-    ) -> dict[str, Any]:
+    ) -> Any:
         refined = VllmVideoLLaMA.make_refined_llm_request(request, processor, refine_prompt)
         return dict(refined.inputs)
 
@@ -393,8 +408,8 @@ class VllmDecodeTokenIds(VllmVideoLLaMA):
         return str(list(vllm_output.outputs[0].token_ids))
 
 
-class VllmEngineLimitTypo(VllmVideoLLaMA):
-    """model passes limit_mm_per_prompt={"images": 1} (the typo cosmos-curate shipped).
+class VllmEngineNoVideo(VllmVideoLLaMA):
+    """model allows no video per prompt (limit_mm_per_prompt={"image": 1, "video": 0}).
 
     Every static rule holds; only the engine round trip (engine=True) finds it.
     """
@@ -407,7 +422,39 @@ class VllmEngineLimitTypo(VllmVideoLLaMA):
             model=str(cls.model_path()),
             tensor_parallel_size=config.num_gpus,
             max_model_len=config.max_model_len or 8192,
-            limit_mm_per_prompt={"images": 1},
+            limit_mm_per_prompt={"image": 1, "video": 0},
+        )
+
+
+class VllmInputRaises(VllmImageFrames):
+    """Breaks only make_llm_input (it always raises); its stage 2 refines its own image inputs.
+
+    The suite reports C-INPUT-001 once and skips the C-REFINE checks ("skipped because
+    C-INPUT-001 failed"): refining inputs the plugin never makes would fail them falsely.
+    """
+
+    BREAKS: ClassVar[str] = "C-INPUT-001"
+
+    @staticmethod
+    def make_llm_input(prompt: str, frames: torch.Tensor, processor: Any) -> dict[str, Any]:
+        msg = "no image placeholder token in this processor"
+        raise RuntimeError(msg)
+
+    @staticmethod
+    def make_refined_llm_request(
+        request: VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
+    ) -> VllmCaptionRequest:
+        if request.caption is None:
+            msg = "request caption is None: stage 2 refines the stage-1 caption"
+            raise ValueError(msg)
+        images = request.inputs["multi_modal_data"]["image"]  # only its own stage-1 form
+        prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
+        return VllmCaptionRequest(
+            request_id=secrets.token_hex(8),
+            inputs={
+                "prompt": render(processor, len(images), prefix + request.caption),
+                "multi_modal_data": {"image": images},
+            },
         )
 
 
@@ -417,6 +464,7 @@ BAD_PLUGINS: tuple[type, ...] = (
     VllmImagesKey,
     VllmNewFrames,
     VllmDecodeList,
+    VllmDecodeDeclaredInt,
     VllmTransposedFrames,
     VllmNoCaptionCheck,
     VllmReusedRequestId,
@@ -440,6 +488,7 @@ BAD_PLUGINS: tuple[type, ...] = (
     VllmIgnoresPrompt,
     VllmScalesFramesInPlace,
     VllmDecodeTokenIds,
-    VllmEngineLimitTypo,
+    VllmEngineNoVideo,
+    VllmInputRaises,
 )
 """Every known-bad plugin; each names the one rule it breaks in ``BREAKS``."""

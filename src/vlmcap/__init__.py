@@ -4,8 +4,11 @@ The seed API (cosmos-curate's "vLLM interface"): :class:`VllmPlugin`, :class:`Vl
 :class:`VllmCaptionRequest`, :func:`vllm_model`, :func:`auto_processor`,
 :func:`sampling_params`, :func:`make_model_inputs`, :func:`vllm_caption`; plus the typed
 :func:`caption_results`. Plugin authors import :class:`LLM` from here instead of ``vllm``.
+Plugins of both cosmos-curate forms (:class:`GuidePlugin`, :class:`CurrentPlugin`) are typed
+together as :data:`PluginClass`.
 """
 
+from vlmcap._boundary import ArgumentTypeError as ArgumentTypeError
 from vlmcap._captioner import (
     Captioner as Captioner,
     Engine as Engine,
@@ -16,6 +19,10 @@ from vlmcap._captioner import (
     sampling_params as sampling_params,
     vllm_caption as vllm_caption,
     vllm_model as vllm_model,
+)
+from vlmcap._contract import (
+    PluginContractError as PluginContractError,
+    Video as Video,
 )
 from vlmcap._errors import (
     ConfigError as ConfigError,
@@ -41,7 +48,13 @@ from vlmcap._model_ids import (
     register_model_id as register_model_id,
 )
 from vlmcap._plugin import (
+    SENT_FRAME_DTYPES as SENT_FRAME_DTYPES,
+    CurrentPlugin as CurrentPlugin,
+    GuidePlugin as GuidePlugin,
+    PluginClass as PluginClass,
+    PluginForm as PluginForm,
     VllmPlugin as VllmPlugin,
+    plugin_form as plugin_form,
     resolve_model_path as resolve_model_path,
     using_model_path as using_model_path,
 )
@@ -83,26 +96,34 @@ __all__ = [
     "LLM",
     "MODEL_IDS",
     "PROMPTS",
+    "SENT_FRAME_DTYPES",
     "UNKNOWN_CAPTION",
+    "ArgumentTypeError",
     "ByteFrames",
     "CaptionResult",
     "CaptionStatus",
     "Captioner",
     "ConfigError",
+    "CurrentPlugin",
     "Engine",
     "EngineStalledError",
     "FloatFrames",
     "FrameContractError",
     "Frames",
+    "GuidePlugin",
     "MediaError",
     "MetadataError",
     "ModelId",
     "ModelNotFoundError",
+    "PluginClass",
+    "PluginContractError",
     "PluginError",
+    "PluginForm",
     "PromptError",
     "TokenCounts",
     "UnknownVariantError",
     "UnsupportedSettingError",
+    "Video",
     "VideoMetadata",
     "VllmCaptionRequest",
     "VllmConfig",
@@ -121,6 +142,7 @@ __all__ = [
     "get_prompt",
     "get_stage2_prompt",
     "make_model_inputs",
+    "plugin_form",
     "register_model_id",
     "register_plugin",
     "resolve_model_path",

@@ -10,19 +10,37 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, cast, runtime_checkable
+
+import attrs
+import torch
 
 from vlmcap import _scheduler as sched
+from vlmcap._boundary import boundary
+from vlmcap._contract import (
+    PluginContractError,
+    Video,
+    attach_video_metadata,
+    check_llm_input,
+    check_refined_request,
+    vocab_size_of,
+)
 from vlmcap._errors import ConfigError, EngineStalledError, FrameContractError, MetadataError
 from vlmcap._frames import Frames, check_frames
-from vlmcap._plugin import call_make_llm_input, call_model, call_processor
+from vlmcap._plugin import (
+    PluginClass,
+    call_make_llm_input,
+    call_model,
+    call_processor,
+    frame_dtypes,
+    plugin_label,
+)
 from vlmcap._prompts import check_prompt, get_stage2_prompt
 from vlmcap._records import CaptionResult, VideoMetadata, VllmCaptionRequest, VllmConfig
 from vlmcap._registry import get_plugin
 from vlmcap._vllm_compat import (
     EngineAdapter,
     Finished,
-    attach_video_metadata,
     is_engine_dead,
     make_sampling_params,
     shutdown_llm,
@@ -62,6 +80,7 @@ def sampling_params(config: VllmConfig) -> Any:
     return make_sampling_params(config)
 
 
+@boundary
 def make_model_inputs(
     videos: Sequence[Frames],
     config: VllmConfig,
@@ -70,20 +89,26 @@ def make_model_inputs(
     *,
     metadata: Sequence[VideoMetadata | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """One vLLM input per video, built by the plugin, with video metadata attached.
+    """One vLLM input per video, built by the plugin in its own form, with video metadata attached.
 
     Args:
         videos: ``(frames, 3, height, width)`` tensors, uint8 in [0, 255] or float in [0, 1].
+            The plugin receives uint8 or float32 (:data:`vlmcap.SENT_FRAME_DTYPES`; other float
+            dtypes are converted unless the plugin declares ``frame_dtypes``).
         config: selects the plugin.
         processor: from :func:`auto_processor`.
         prompt: the caption prompt.
         metadata: per video; ``None`` (or a ``None`` entry) means uniform frames at
-            ``config.sampling_fps``.
+            ``config.sampling_fps``. A guide-form plugin that declares ``metadata=`` gets the
+            :class:`VideoMetadata`; a current-form plugin gets cosmos-curate's dict (``fps`` is
+            the rate of the frames as sampled).
 
     Raises:
         FrameContractError: a video breaks the frame contract (named ``videos[i]``).
         MetadataError: metadata that does not match its video.
         PromptError: an empty or oversized prompt.
+        PluginContractError: the plugin returned no dict (``[C-INPUT-001]``). Other broken
+            rules of its output become that input's error when it is captioned.
     """
     check_prompt(prompt)
     if not _is_sequence(videos):
@@ -94,21 +119,30 @@ def make_model_inputs(
     if metadata is not None and len(metadata) != len(videos):
         raise ConfigError(f"{len(metadata)=} != {len(videos)=}, must be the same length")
     plugin = get_plugin(config.model_variant)
+    accepted = frame_dtypes(plugin)
     out = []
     for i, frames in enumerate(videos):
         check_frames(frames, f"videos[{i}]")
         md = metadata[i] if metadata is not None else None
         if md is not None and not isinstance(md, VideoMetadata):
             raise MetadataError(f"metadata[{i}]: expected VideoMetadata or None, got {md!r:.80}")
+        height, width = int(frames.shape[2]), int(frames.shape[3])
         if md is None:
             md = VideoMetadata.uniform(
-                int(frames.shape[0]),
-                config.sampling_fps,
-                width=int(frames.shape[3]),
-                height=int(frames.shape[2]),
+                int(frames.shape[0]), config.sampling_fps, width=width, height=height
             )
+        elif md.width is None or md.height is None:
+            md = attrs.evolve(md, width=width, height=height)
         md.check_matches(int(frames.shape[0]), f"metadata[{i}]")
-        inputs = call_make_llm_input(plugin, prompt, frames, processor, metadata=md, config=config)
+        sent = frames if frames.dtype in accepted else frames.to(torch.float32)
+        inputs = call_make_llm_input(plugin, prompt, sent, processor, metadata=md, config=config)
+        if not isinstance(inputs, Mapping):
+            raise PluginContractError(
+                "C-INPUT-001",
+                f"{plugin_label(plugin)}.make_llm_input returned a {type(inputs).__name__} for "
+                f"videos[{i}]; return a dict with prompt_token_ids (or prompt) and "
+                "multi_modal_data",
+            )
         out.append(attach_video_metadata(inputs, md))
     return out
 
@@ -120,17 +154,13 @@ def _is_sequence(value: object) -> bool:
 def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMetadata | None:
     """The metadata carried by an input's video, or uniform metadata for bare frames."""
     mm = inputs.get("multi_modal_data")
-    if not isinstance(mm, Mapping) or "video" not in mm:
+    video = Video.parse(mm["video"]) if isinstance(mm, Mapping) and "video" in mm else None
+    if video is None:
         return None
-    video = mm["video"]
-    if isinstance(video, list) and len(video) == 1:
-        video = video[0]
-    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):
-        return VideoMetadata.from_mapping(video[1])
-    shape = getattr(video, "shape", None)
-    if shape is not None and len(shape) == 4:
-        return VideoMetadata.uniform(int(shape[0]), fallback_fps)
-    return None
+    if video.metadata is not None:
+        return VideoMetadata.from_mapping(video.metadata)
+    n = video.num_frames
+    return VideoMetadata.uniform(n, fallback_fps) if n else None
 
 
 def _as_engine(llm: Any, lora_request: Any = None) -> Engine:
@@ -139,13 +169,13 @@ def _as_engine(llm: Any, lora_request: Any = None) -> Engine:
     return EngineAdapter(llm, lora_request=lora_request)
 
 
-def _plugin_lora(plugin: Any, config: VllmConfig) -> Any:
+def _plugin_lora(plugin: PluginClass, config: VllmConfig) -> Any:
     """The LoRA adapter a plugin needs on every request (``plugin.lora_request``), if any."""
     make = getattr(plugin, "lora_request", None)
     return make(config) if callable(make) else None
 
 
-def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
+def _decode(plugin: PluginClass, fin: Finished) -> sched.Outcome:
     """The plugin's caption of a finished request, or that request's error."""
     if fin.error is not None:
         return sched.Outcome(fin.engine_id, None, None, 0, 0, error=fin.error)
@@ -158,7 +188,7 @@ def _decode(plugin: Any, fin: Finished) -> sched.Outcome:
         error = f"engine finished the request with reason {fin.finish_reason!r}"
     else:
         try:
-            caption = plugin.decode(fin.output)
+            caption = cast("object", plugin.decode(fin.output))  # a broken plugin may not give str
         except Exception as exc:  # noqa: BLE001 - a plugin fault stays with its input
             error = f"decode failed: {type(exc).__name__}: {exc}"
         else:
@@ -444,6 +474,7 @@ def _stage2_prompts(
     return stage2_prompts
 
 
+@boundary
 def caption_results(  # noqa: PLR0913 - the seed's signature
     model_inputs: Sequence[Mapping[str, Any]],
     llm: Any,
@@ -509,6 +540,7 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
     return results
 
 
+@boundary
 def caption_stream(  # noqa: PLR0913 - caption_results' arguments
     model_inputs: Iterable[Mapping[str, Any] | None],
     llm: Any,
@@ -600,6 +632,7 @@ class _Run:
     ) -> None:
         self.plugin = get_plugin(config.model_variant)
         self.processor = processor
+        self.vocab_size = vocab_size_of(processor)
         self.config = config
         self.metadata: dict[int, VideoMetadata | None] = {}
         self.count = 0
@@ -621,14 +654,17 @@ class _Run:
         self.metadata.pop(index, None)
 
     def prepare(self, job: sched.Job) -> Mapping[str, Any]:
+        """The request's inputs, validated (the rule ID names a plugin's mistake) with metadata."""
+        inputs = check_llm_input(job.request.inputs, self.vocab_size)
         md = self.metadata[job.index]
-        return job.request.inputs if md is None else attach_video_metadata(job.request.inputs, md)
+        return inputs if md is None else attach_video_metadata(inputs, md)
 
     def refine(self, request: VllmCaptionRequest) -> VllmCaptionRequest:
-        refined: VllmCaptionRequest = self.plugin.make_refined_llm_request(
+        """The plugin's stage-2 request, validated (C-REFINE-001/002/003/009)."""
+        refined: object = self.plugin.make_refined_llm_request(
             request, self.processor, request.stage2_prompt
         )
-        return refined
+        return check_refined_request(request, refined, self.vocab_size)
 
     def decode(self, fin: Finished) -> sched.Outcome:
         return _decode(self.plugin, fin)
@@ -668,6 +704,7 @@ class Captioner:
         build: makes an engine; default ``vllm_model(config)`` (the plugin's ``model``).
     """
 
+    @boundary
     def __init__(
         self,
         config: VllmConfig,
@@ -698,6 +735,7 @@ class Captioner:
         self.rebuilds += 1
         return self._llm
 
+    @boundary
     def caption(
         self,
         model_inputs: Sequence[Mapping[str, Any]],
@@ -723,6 +761,7 @@ class Captioner:
             rebuild=self._rebuild,
         )
 
+    @boundary
     def stream(
         self, model_inputs: Iterable[Mapping[str, Any] | None], max_inflight_requests: int = 256
     ) -> Generator[tuple[int, CaptionResult], None, None]:
@@ -760,6 +799,7 @@ class Captioner:
         self.close()
 
 
+@boundary
 def vllm_caption(  # noqa: PLR0913 - the seed's signature
     model_inputs: Sequence[Mapping[str, Any]],
     llm: Any,

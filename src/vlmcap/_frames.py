@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 
 import torch
 from beartype import beartype
-from jaxtyping import Float, UInt8, jaxtyped
+from jaxtyping import Float, TypeCheckError, UInt8, jaxtyped
 
 
 FloatFrames: TypeAlias = Float[torch.Tensor, "frames 3 height width"]
@@ -73,7 +73,7 @@ def check_frames(frames: Any, field: str = "frames") -> Frames:
         raise FrameContractError(field, EXPECTED, _describe(frames), "unsupported dtype")
     try:
         _is_frames(frames)
-    except Exception as exc:  # beartype's violation type varies across versions
+    except TypeCheckError as exc:
         raise FrameContractError(field, EXPECTED, _describe(frames), _layout_hint(shape)) from exc
     if 0 in shape:
         raise FrameContractError(field, EXPECTED, _describe(frames), "empty axis")

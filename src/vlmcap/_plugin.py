@@ -1,19 +1,36 @@
-"""The plugin protocol (the seed guide's seven methods) and how vlmcap calls a plugin.
+"""The plugin protocols (the seven methods, in both cosmos-curate eras); how vlmcap calls them.
 
 A plugin is a class whose methods are static or class methods; it is never instantiated. Write
 one by subclassing :class:`VllmPlugin` (``model_id`` and ``model_path`` are inherited), or by
-writing a class with the same methods: both are accepted, checked structurally at runtime.
+writing a class with the same methods. Two forms exist in the wild, and both work unchanged:
+
+- the guide's (:class:`GuidePlugin`): ``make_llm_input(prompt, frames, processor)``, optionally
+  with keyword-only extras ``metadata=`` (a :class:`VideoMetadata`) and ``config=``;
+- cosmos-curate's current one (:class:`CurrentPlugin`):
+  ``make_llm_input(prompt, frames, metadata, processor, config)``, ``metadata`` a plain dict.
+
+:data:`PluginClass` (either protocol's class object) types the registry and every host call
+site, so mypy checks plugins; :func:`protocol_problems` checks a class against the same
+protocols at runtime and names the missing or mistyped member.
 """
 
 import contextlib
+import enum
 import functools
 import inspect
 import os
-from collections.abc import Iterator, Mapping
+import shutil
+import tempfile
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
+
+import attrs
+import torch
+from beartype.door import is_subhint
 
 from vlmcap._errors import ModelNotFoundError, PluginError, UnknownVariantError
 from vlmcap._frames import Frames
@@ -71,6 +88,9 @@ def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
     tried: list[str] = []
     explicit = explicit_model_path(variant, config)
     entry = MODEL_IDS.get(variant)
+    copy = config.copy_weights_to if config is not None else None
+    if copy is not None and entry is not None and (copy / entry.repo_id).is_dir():
+        return copy / entry.repo_id  # cosmos-curate's fast local copy wins when present
     if explicit is not None:  # an explicit path that is wrong is an error, not a hint
         if explicit.is_dir():
             return explicit
@@ -104,16 +124,18 @@ def resolve_model_path(variant: str, config: VllmConfig | None = None) -> Path:
 
 @runtime_checkable
 class VllmPlugin(Protocol):
-    """**Protocol:** a vision-language model served by vLLM (contracts C-STRUCT-*).
+    """**Protocol:** a vision-language model served by vLLM (contracts C-STRUCT-*); subclass it.
 
-    Subclass it and implement five methods, as in cosmos-curate's plugin guide:
-    ``model_variant``, ``processor``, ``model``, ``make_llm_input``,
-    ``make_refined_llm_request`` and ``decode``; ``model_id`` and ``model_path`` are inherited.
+    Implement six methods, as in cosmos-curate's plugin guide: ``model_variant``,
+    ``processor``, ``model``, ``make_llm_input``, ``make_refined_llm_request`` and ``decode``;
+    ``model_id`` and ``model_path`` are inherited. ``make_llm_input`` may take either form
+    (module docstring); the registry checks the class against :class:`GuidePlugin` or
+    :class:`CurrentPlugin`, statically (mypy, through :data:`PluginClass`) and at runtime.
 
-    ``make_llm_input(prompt, frames, processor)`` receives frames as a
-    ``(frames, 3, height, width)`` tensor, uint8 in [0, 255] or float in [0, 1]. It may also
-    declare optional keyword arguments ``metadata`` (a :class:`VideoMetadata`) and ``config``;
-    vlmcap passes them when declared.
+    Frames given to ``make_llm_input`` are a ``(T, 3, H, W)`` tensor (``T`` frames, RGB, channels
+    first), either uint8 in [0, 255] (vlmcap's decoders and most callers) or float32 in [0, 1];
+    other float dtypes are converted to float32 before the plugin sees them, unless the plugin
+    lists them in a ``frame_dtypes`` class attribute (:data:`SENT_FRAME_DTYPES`).
     """
 
     @staticmethod
@@ -127,13 +149,20 @@ class VllmPlugin(Protocol):
         return model_id_for(cls.model_variant())
 
     @classmethod
-    def model_path(cls, config: VllmConfig | None = None) -> Path:
-        """Local checkpoint folder (inherited: see :func:`resolve_model_path`)."""
+    def model_path(cls, *args: Any, **kwargs: Any) -> Path:
+        """Local checkpoint folder: ``model_path()`` or ``model_path(config)`` (inherited).
+
+        See :func:`resolve_model_path`. Both forms are accepted, so a subclass may override it
+        as the guide does (no argument) or as cosmos-curate does now (``config``).
+        """
+        config = args[0] if args else kwargs.get("config")
+        if config is not None and not isinstance(config, VllmConfig):
+            raise PluginError(f"model_path(config): expected a VllmConfig, got {config!r:.60}")
         return resolve_model_path(cls.model_variant(), config)
 
     @classmethod
-    def processor(cls) -> Any:
-        """The Hugging Face processor (tokenizer, chat template)."""
+    def processor(cls, *args: Any, **kwargs: Any) -> Any:
+        """The Hugging Face processor: ``processor()`` or ``processor(config)``."""
         ...
 
     @classmethod
@@ -142,12 +171,8 @@ class VllmPlugin(Protocol):
         ...
 
     @staticmethod
-    def make_llm_input(
-        prompt: str,
-        frames: Frames,
-        processor: Any,
-    ) -> dict[str, Any]:
-        """Turn a prompt and frames into a vLLM prompt dict with ``multi_modal_data``."""
+    def make_llm_input(prompt: str, frames: Frames, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """A vLLM prompt dict with ``multi_modal_data``, in either form (module docstring)."""
         ...
 
     @staticmethod
@@ -165,85 +190,423 @@ class VllmPlugin(Protocol):
         ...
 
 
-REQUIRED_METHODS = (
-    "model_variant",
-    "processor",
-    "model",
-    "make_llm_input",
-    "make_refined_llm_request",
-    "decode",
-)
-"""Methods a plugin must define; ``model_id`` and ``model_path`` have fallbacks."""
+class _Common(Protocol):
+    """The members both plugin forms share."""
+
+    @staticmethod
+    def model_variant() -> str: ...
+
+    @classmethod
+    def processor(cls, *args: Any, **kwargs: Any) -> Any: ...
+
+    @classmethod
+    def model(cls, config: VllmConfig) -> Any: ...
+
+    @staticmethod
+    def make_refined_llm_request(
+        request: VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
+    ) -> VllmCaptionRequest: ...
+
+    @staticmethod
+    def decode(vllm_output: Any) -> str: ...
 
 
-def _implements(plugin: object, name: str) -> bool:
-    """True if ``plugin`` defines ``name`` itself (a stub inherited from VllmPlugin is not)."""
-    if not callable(getattr(plugin, name, None)):
-        return False
-    for klass in getattr(plugin, "__mro__", (type(plugin),)):
-        if name in vars(klass):
-            return klass is not VllmPlugin
-    return True
+@runtime_checkable
+class GuidePlugin(_Common, Protocol):
+    """**Protocol:** the guide's plugin form, ``make_llm_input(prompt, frames, processor)``."""
+
+    @staticmethod
+    def make_llm_input(prompt: str, frames: Frames, processor: Any) -> dict[str, Any]: ...
 
 
-def check_plugin_structure(plugin: object) -> None:
-    """Raise :class:`PluginError` unless ``plugin`` has every required callable method."""
-    missing = [m for m in REQUIRED_METHODS if not _implements(plugin, m)]
-    if missing:
-        name = getattr(plugin, "__name__", type(plugin).__name__)
-        raise PluginError(f"plugin {name} lacks method(s) {', '.join(missing)} of VllmPlugin")
+@runtime_checkable
+class CurrentPlugin(_Common, Protocol):
+    """**Protocol:** cosmos-curate's current form of ``make_llm_input``.
+
+    ``make_llm_input(prompt, frames, metadata, processor, config)``, all positional, with
+    ``metadata`` a plain dict (:meth:`VideoMetadata.to_vllm`).
+    """
+
+    @staticmethod
+    def make_llm_input(
+        prompt: str,
+        frames: Frames,
+        metadata: dict[str, Any],
+        processor: Any,
+        config: VllmConfig,
+    ) -> dict[str, Any]: ...
 
 
-def plugin_model_id(plugin: Any) -> str:
-    """``plugin.model_id()`` if defined, else the pinned table."""
-    if callable(getattr(plugin, "model_id", None)):
-        return str(plugin.model_id())
-    return model_id_for(str(plugin.model_variant()))
+PluginClass: TypeAlias = type[GuidePlugin] | type[CurrentPlugin]
+"""A plugin, as the registry and every host function take it: the class object of either form."""
+
+P = TypeVar("P", bound=PluginClass)
+
+
+class PluginForm(enum.StrEnum):
+    """Which ``make_llm_input`` form a plugin implements."""
+
+    GUIDE = "guide"
+    CURRENT = "current"
+
+    @property
+    def protocol(self) -> type[Any]:
+        """The protocol of this form."""
+        return GuidePlugin if self is PluginForm.GUIDE else CurrentPlugin
+
+
+SENT_FRAME_DTYPES: tuple[torch.dtype, ...] = (torch.uint8, torch.float32)
+"""What vlmcap gives ``make_llm_input``: uint8 in [0, 255] or float32 in [0, 1], (T, 3, H, W).
+
+A plugin may widen this with a class attribute ``frame_dtypes`` (e.g. ``(torch.uint8,
+torch.float32, torch.bfloat16)``): frames of those dtypes then reach it as given, and the
+conformance suite tests them too."""
+
+
+def frame_dtypes(plugin: object) -> tuple[torch.dtype, ...]:
+    """The frame dtypes ``plugin`` receives (:data:`SENT_FRAME_DTYPES` unless it declares more)."""
+    declared = getattr(plugin, "frame_dtypes", None)
+    if isinstance(declared, tuple | list) and all(isinstance(d, torch.dtype) for d in declared):
+        return tuple(dict.fromkeys((*SENT_FRAME_DTYPES, *declared)))
+    return SENT_FRAME_DTYPES
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _signature(func: object) -> inspect.Signature | None:
+    try:
+        return inspect.signature(cast("Callable[..., Any]", func))
+    except (TypeError, ValueError):
+        return None
 
 
 @functools.cache
-def _accepts(func: Any, name: str) -> bool:
+def _form_of(make_llm_input: object) -> PluginForm:
+    sig = _signature(make_llm_input)
+    if sig is None:
+        return PluginForm.GUIDE
+    names = [p.name for p in sig.parameters.values() if p.kind in _POSITIONAL]
+    return PluginForm.CURRENT if names[2:3] == ["metadata"] else PluginForm.GUIDE
+
+
+def plugin_form(plugin: object) -> PluginForm:
+    """The form ``plugin``'s ``make_llm_input`` has: a third positional ``metadata`` is current."""
+    return _form_of(getattr(plugin, "make_llm_input", None))
+
+
+def _protocol_members(protocol: type[Any]) -> dict[str, Any]:
+    """Name -> raw member (staticmethod/classmethod) of ``protocol`` and its protocol bases."""
+    members: dict[str, Any] = {}
+    for klass in reversed(protocol.__mro__):
+        if klass in (object, Protocol, typing.Generic) or not getattr(klass, "_is_protocol", False):
+            continue
+        members.update(
+            (name, raw)
+            for name, raw in vars(klass).items()
+            if isinstance(raw, staticmethod | classmethod)
+        )
+    return members
+
+
+REQUIRED_METHODS: tuple[str, ...] = tuple(_protocol_members(GuidePlugin))
+"""Methods a plugin must define (read off the protocol); ``model_id``/``model_path`` are
+inherited or optional."""
+
+
+def _definition(plugin: type, name: str) -> tuple[type | None, Any]:
+    for klass in inspect.getmro(plugin):
+        if name in vars(klass):
+            return klass, vars(klass)[name]
+    return None, None
+
+
+def structure_problem(plugin: object, name: str) -> str | None:  # noqa: PLR0911 - one return per case reads best
+    """Why ``plugin`` does not implement member ``name`` as a static/class method, or ``None``."""
+    if not isinstance(plugin, type):
+        return (
+            f"the plugin must be a class, got an instance of {type(plugin).__name__}; "
+            "pass the class itself (vlmcap never instantiates plugins)"
+        )
+    owner, raw = _definition(plugin, name)
+    if raw is None:
+        return f"{name}() is missing; implement it as a @staticmethod or @classmethod"
+    if owner in (VllmPlugin, _Common, GuidePlugin, CurrentPlugin):
+        return (
+            f"{name}() is not implemented: the class inherits VllmPlugin's empty stub, which "
+            "returns None; implement it"
+        )
+    if isinstance(raw, staticmethod | classmethod):
+        return None
+    if inspect.isfunction(raw):
+        return (
+            f"{name}() is an instance method; vlmcap calls it on the class, so decorate it "
+            "with @staticmethod (or @classmethod and take cls)"
+        )
+    if not callable(getattr(plugin, name, None)):
+        return f"{name} is not callable"
+    return None
+
+
+def _is_gradual(params: list[inspect.Parameter]) -> bool:
+    kinds = {p.kind for p in params}
+    return inspect.Parameter.VAR_POSITIONAL in kinds and inspect.Parameter.VAR_KEYWORD in kinds
+
+
+def _want(name: str, params: list[inspect.Parameter]) -> str:
+    shown = [p.name if p.default is inspect.Parameter.empty else f"{p.name}=None" for p in params]
+    return f"{name}({', '.join(shown)})"
+
+
+def _extras_problem(
+    shown: str, params: list[inspect.Parameter], *, keyword_only: bool = False
+) -> str | None:
+    for p in params:
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            return (
+                f"{shown}: *{p.name} is not part of the protocol; extra parameters must be "
+                "optional keyword arguments"
+            )
+        if p.default is inspect.Parameter.empty:
+            return (
+                f"{shown}: extra parameter {p.name!r} is required, but vlmcap never passes it; "
+                "give it a default (an optional keyword argument)"
+            )
+        if keyword_only and p.kind is not inspect.Parameter.KEYWORD_ONLY:
+            return (
+                f"{shown}: extra parameter {p.name!r} is positional, so vlmcap's "
+                "processor(config) call would fill it; make it keyword-only (after *)"
+            )
+    return None
+
+
+def _processor_problem(sig: inspect.Signature) -> str | None:
+    params = list(sig.parameters.values())
+    if params and params[0].name == "config" and params[0].kind in _POSITIONAL:
+        params = params[1:]
+    return _extras_problem(f"processor{sig}", params, keyword_only=True)
+
+
+def _arity_problem(name: str, sig: inspect.Signature, expected: inspect.Signature) -> str | None:
+    """Why ``sig`` cannot be called as the protocol's ``expected`` signature, or ``None``."""
+    want_params = [p for p in expected.parameters.values() if p.name != "cls"]
+    if _is_gradual(want_params):
+        return None
+    params = list(sig.parameters.values())
+    shown, want = f"{name}{sig}", _want(name, want_params)
+    for i, w in enumerate(want_params):
+        if i >= len(params):
+            return f"{shown} lacks parameter {w.name!r}; the protocol is {want}"
+        p = params[i]
+        if p.name != w.name:
+            return (
+                f"{shown}: parameter {i + 1} is named {p.name!r}, expected {w.name!r}; "
+                f"the protocol is {want}"
+            )
+        if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return (
+                f"{shown}: {w.name!r} is {p.kind.description}, expected positional or keyword; "
+                f"the protocol is {want}"
+            )
+        if w.default is not inspect.Parameter.empty and p.default is not w.default:
+            has = (
+                "has no default"
+                if p.default is inspect.Parameter.empty
+                else (f"defaults to {p.default!r}")
+            )
+            return f"{shown}: {w.name!r} {has}; it must default to {w.default!r} ({want})"
+    return _extras_problem(shown, params[len(want_params) :])
+
+
+def _return_hint(func: object) -> object:
     try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
+        return typing.get_type_hints(func).get("return", Any)
+    except Exception:  # noqa: BLE001 - unresolvable annotations (TYPE_CHECKING imports) are not checked
+        return Any
+
+
+def _return_problem(name: str, func: object, expected: object) -> str | None:
+    """Why ``func``'s declared return type is not the protocol's, or ``None`` (unknown is fine)."""
+    want, got = _return_hint(expected), _return_hint(func)
+    if want is Any or got is Any:
+        return None
+    try:
+        ok = is_subhint(got, want)
+    except Exception:  # noqa: BLE001 - hints beartype cannot compare are not checked
+        return None
+    if ok:
+        return None
+    return (
+        f"{name}() is declared to return {_hint_name(got)}; the protocol needs {_hint_name(want)}"
+    )
+
+
+def _hint_name(hint: object) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def signature_problem(plugin: object, name: str) -> str | None:
+    """Why member ``name`` of ``plugin`` breaks its protocol's signature, or ``None``.
+
+    The protocol is :class:`GuidePlugin` or :class:`CurrentPlugin` (:func:`plugin_form`); the
+    parameters (names, order, kinds, defaults) and the declared return type are compared with
+    the protocol's own member. ``processor`` takes no argument or a first ``config``.
+    """
+    func = getattr(plugin, name, None)
+    sig = _signature(func)
+    if sig is None:
+        return f"cannot read the signature of {name}(); define it with def"
+    if name == "processor":
+        return _processor_problem(sig)
+    if name == "model_path":
+        return _processor_problem(sig)  # model_path() or model_path(config)
+    expected = getattr(plugin_form(plugin).protocol, name)
+    expected_sig = _signature(expected)
+    if expected_sig is not None:
+        problem = _arity_problem(name, sig, expected_sig)
+        if problem is not None:
+            return problem
+    return _return_problem(name, func, expected)
+
+
+def protocol_problems(plugin: object) -> dict[str, str]:
+    """Member -> what is wrong with it, for every member of ``plugin``'s protocol (empty if none).
+
+    This is the runtime form of the static check: the same protocols (:data:`PluginClass`).
+    """
+    problems: dict[str, str] = {}
+    for name in REQUIRED_METHODS:
+        problem = structure_problem(plugin, name) or signature_problem(plugin, name)
+        if problem is not None:
+            problems[name] = problem
+    if isinstance(plugin, type) and "model_path" in vars(plugin):
+        problem = signature_problem(plugin, "model_path")
+        if problem is not None:
+            problems["model_path"] = problem
+    return problems
+
+
+def check_plugin_structure(plugin: object) -> PluginClass:
+    """``plugin`` typed as a :data:`PluginClass`; :class:`PluginError` naming each bad member."""
+    problems = protocol_problems(plugin)
+    if problems:
+        name = getattr(plugin, "__name__", type(plugin).__name__)
+        listed = "; ".join(problems.values())
+        raise PluginError(
+            f"plugin {name} does not satisfy vlmcap's plugin protocol "
+            f"({plugin_form(plugin).value} form): {listed}"
+        )
+    return cast("PluginClass", plugin)
+
+
+def plugin_label(plugin: object) -> str:
+    """``module:Class`` of a plugin class (or the repr of anything else)."""
+    if isinstance(plugin, type):
+        return f"{plugin.__module__}:{plugin.__qualname__}"
+    return repr(plugin)
+
+
+def plugin_model_id(plugin: PluginClass) -> str:
+    """``plugin.model_id()`` if defined, else the pinned table."""
+    own = getattr(plugin, "model_id", None)
+    if callable(own):
+        return str(own())
+    return model_id_for(plugin.model_variant())
+
+
+@functools.cache
+def _takes_config(func: object) -> bool:
+    sig = _signature(func)
+    if sig is None:
         return False
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return name in params and params[name].kind in kinds
+    params = [p for p in sig.parameters.values() if p.kind in _POSITIONAL]
+    return bool(params) and params[0].name == "config"
 
 
-def call_processor(plugin: Any, config: VllmConfig) -> Any:
+def call_model_path(plugin: PluginClass, config: VllmConfig) -> Path:
+    """``plugin.model_path()``, or ``model_path(config)`` where it takes the config."""
+    own = getattr(plugin, "model_path", None)
+    if not callable(own):
+        return resolve_model_path(plugin.model_variant(), config)
+    with using_model_path(plugin.model_variant(), config.model_path):
+        return Path(own(config) if _takes_config(own) else own())
+
+
+def call_processor(plugin: PluginClass, config: VllmConfig) -> Any:
     """``plugin.processor()``; plugins written for cosmos-curate HEAD take ``config`` too."""
-    variant = str(plugin.model_variant())
-    with using_model_path(variant, config.model_path):
-        if _accepts(plugin.processor, "config"):
-            return plugin.processor(config=config)
+    with using_model_path(plugin.model_variant(), config.model_path):
+        if _takes_config(plugin.processor):
+            return plugin.processor(config)
         return plugin.processor()
 
 
-def call_model(plugin: Any, config: VllmConfig) -> Any:
+def copy_weights(plugin: PluginClass, config: VllmConfig) -> None:
+    """cosmos-curate's ``copy_weights_to``: copy the checkpoint there first if it is missing.
+
+    The target is ``copy_weights_to/<hf id>``; a plugin without a pinned id has no such place,
+    and nothing is copied.
+
+    The copy goes to a temporary folder beside the target and is renamed into place, so a copy
+    cut short is never taken for a checkpoint.
+    """
+    entry = MODEL_IDS.get(plugin.model_variant())
+    if config.copy_weights_to is None or entry is None:
+        return
+    target = config.copy_weights_to / entry.repo_id
+    if target.is_dir():
+        return
+    source = resolve_model_path(plugin.model_variant(), attrs.evolve(config, copy_weights_to=None))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def call_model(plugin: PluginClass, config: VllmConfig) -> Any:
     """``plugin.model(config)`` with ``config.model_path`` visible to ``cls.model_path()``."""
-    with using_model_path(str(plugin.model_variant()), config.model_path):
+    copy_weights(plugin, config)
+    with using_model_path(plugin.model_variant(), config.model_path):
         return plugin.model(config)
 
 
-def call_make_llm_input(  # noqa: PLR0913 - the seed's three plus two optional extras
-    plugin: Any,
+def call_make_llm_input(  # noqa: PLR0913 - the current form's five arguments plus the plugin
+    plugin: PluginClass,
     prompt: str,
     frames: Frames,
     processor: Any,
     *,
     metadata: VideoMetadata,
     config: VllmConfig,
-) -> dict[str, Any]:
-    """Call ``make_llm_input`` the seed's way, adding ``metadata``/``config`` where declared."""
+) -> object:
+    """Call ``make_llm_input`` in the plugin's own form.
+
+    Current form: ``(prompt, frames, metadata_dict, processor, config)`` with cosmos-curate's
+    metadata keys. Guide form: ``(prompt, frames, processor)``, plus ``metadata=`` (the
+    :class:`VideoMetadata`) and ``config=`` where declared. Returns what the plugin returned
+    (the caller validates it: :func:`vlmcap._contract.check_llm_input`).
+    """
+    if plugin_form(plugin) is PluginForm.CURRENT:
+        current = cast("type[CurrentPlugin]", plugin)
+        return current.make_llm_input(prompt, frames, metadata.to_vllm(), processor, config)
+    guide = cast("type[GuidePlugin]", plugin)
     kwargs: dict[str, Any] = {}
-    if _accepts(plugin.make_llm_input, "metadata"):
+    if _accepts(guide.make_llm_input, "metadata"):
         kwargs["metadata"] = metadata
-    if _accepts(plugin.make_llm_input, "config"):
+    if _accepts(guide.make_llm_input, "config"):
         kwargs["config"] = config
-    out = plugin.make_llm_input(prompt, frames, processor, **kwargs)
-    if not isinstance(out, dict):
-        raise PluginError(
-            f"{plugin.__name__}.make_llm_input returned {type(out).__name__}, expected dict"
-        )
-    return out
+    make: Callable[..., object] = guide.make_llm_input
+    return make(prompt, frames, processor, **kwargs)
+
+
+@functools.cache
+def _accepts(func: Any, name: str) -> bool:
+    sig = _signature(func)
+    if sig is None:
+        return False
+    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return name in sig.parameters and sig.parameters[name].kind in kinds

@@ -9,7 +9,7 @@ import importlib.metadata
 from typing import Any
 
 from vlmcap._errors import PluginError, UnknownVariantError
-from vlmcap._plugin import check_plugin_structure
+from vlmcap._plugin import P, PluginClass, check_plugin_structure
 
 
 ENTRY_POINT_GROUP = "vlmcap.plugins"
@@ -23,7 +23,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "phi4": "vlmcap.plugins.phi4:VllmPhi4",
 }
 
-_registered: dict[str, Any] = {}
+_registered: dict[str, PluginClass] = {}
 
 
 def load_object(spec: str) -> Any:
@@ -60,10 +60,16 @@ def available_variants() -> tuple[str, ...]:
     return tuple(sorted(plugin_specs()))
 
 
-def register_plugin(plugin: Any) -> Any:
-    """Register a plugin class under its ``model_variant()``; usable as a class decorator."""
-    check_plugin_structure(plugin)
-    _registered[str(plugin.model_variant())] = plugin
+def register_plugin(plugin: P) -> P:
+    """Register a plugin class under its ``model_variant()``; usable as a class decorator.
+
+    ``plugin`` is typed with the plugin protocols (:data:`vlmcap.PluginClass`), so mypy rejects
+    a class whose members do not match either form; at runtime the same protocols are checked.
+
+    Raises:
+        PluginError: a member is missing or has the wrong signature or return type.
+    """
+    _registered[str(plugin.model_variant())] = check_plugin_structure(plugin)
     return plugin
 
 
@@ -72,7 +78,7 @@ def unregister_plugin(variant: str) -> None:
     _registered.pop(variant, None)
 
 
-def get_plugin(variant: str) -> Any:
+def get_plugin(variant: str) -> PluginClass:
     """The plugin class for ``variant``.
 
     Raises:
@@ -84,8 +90,7 @@ def get_plugin(variant: str) -> Any:
     specs = plugin_specs()
     if variant not in specs:
         raise UnknownVariantError(variant, specs)
-    plugin = load_object(specs[variant])
-    check_plugin_structure(plugin)
+    plugin = check_plugin_structure(load_object(specs[variant]))
     declared = str(plugin.model_variant())
     if declared != variant:
         raise PluginError(

@@ -6,12 +6,13 @@ with :func:`build_llm`. vLLM is imported lazily: ``import vlmcap`` stays cheap.
 Differences handled here:
 - ``disable_mm_preprocessor_cache`` (seed guide, removed in vLLM 0.13) becomes
   ``mm_processor_cache_gb=0``.
-- ``limit_mm_per_prompt`` keys are checked: a typo such as ``"images"`` is an error, not a silent
-  no-op as in vLLM (cosmos-curate shipped that typo).
 - On a CPU build of vLLM: the memory fraction is clamped to one that starts, eager mode is on,
   CUDA-only settings (fp8, tensor parallelism, CUDA graph modes) are rejected or dropped.
-- vLLM 0.31+ requires ``(frames, metadata)`` videos for Qwen2.5-VL; :func:`attach_video_metadata`
-  adds the metadata to bare frames (0.26 accepts the same tuple).
+- vLLM 0.31+ requires ``(frames, metadata)`` videos for Qwen2.5-VL; the driver attaches the
+  metadata to bare frames (``vlmcap._contract.attach_video_metadata``; 0.26 accepts the same tuple).
+- ``limit_mm_per_prompt={"images": ...}`` (cosmos-curate's typo) is read as ``"image"`` with one
+  warning; other unknown keys are errors. ``performance_mode`` is dropped with a warning by a
+  vLLM that lacks it.
 - Keyword arguments a version does not know raise :class:`UnsupportedSettingError`.
 - What a model accepts (image, video, how many per prompt) comes from vLLM's multimodal
   registry: :func:`supported_mm_limits`.
@@ -29,11 +30,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import attrs
-import numpy as np
-import torch
 
 from vlmcap._errors import UnsupportedSettingError
-from vlmcap._records import VideoMetadata, VllmConfig
+from vlmcap._records import VllmConfig
 
 
 CPU_MEMORY_FRACTION = 0.1
@@ -102,13 +101,41 @@ def supported_mm_limits(model: str) -> dict[str, int | None]:
     return {str(k): None if v is None else int(v) for k, v in limits.items()}
 
 
-def _check_limits(limits: Mapping[str, Any]) -> None:
-    bad = sorted(set(limits) - MODALITIES)
+_log = logging.getLogger("vlmcap")
+
+
+def _fix_limits(limits: Mapping[str, Any]) -> dict[str, Any]:
+    """``limit_mm_per_prompt`` with cosmos-curate's ``"images"`` typo read as ``"image"``.
+
+    cosmos-curate's Qwen plugins pass ``{"images": 0, "video": 1}``; vLLM ignores the unknown
+    key, so the intent (no images) is what ``"image"`` says. Any other unknown key is an error.
+    """
+    fixed = dict(limits)
+    if "images" in fixed:
+        value = fixed.pop("images")
+        if "image" in fixed and fixed["image"] != value:
+            raise UnsupportedSettingError(
+                f"limit_mm_per_prompt has both 'image': {fixed['image']!r} and the typo "
+                f"'images': {value!r}; keep only 'image'"
+            )
+        fixed["image"] = value
+        _log.warning(
+            "limit_mm_per_prompt key 'images' is a typo of vLLM's 'image'; read as "
+            "{'image': %r}. Fix the plugin: limit_mm_per_prompt={'image': %r, ...}",
+            value,
+            value,
+        )
+    bad = sorted(set(fixed) - MODALITIES)
     if bad:
         raise UnsupportedSettingError(
             f"limit_mm_per_prompt has unknown modality key(s) {bad}; vLLM knows "
             f"{sorted(MODALITIES)} (note: 'image', singular)"
         )
+    return fixed
+
+
+OPTIONAL_SETTINGS = frozenset({"performance_mode"})
+"""``LLM`` arguments that a vLLM without them drops with a warning instead of refusing."""
 
 
 def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,7 +148,7 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         else:
             kw.setdefault("mm_processor_cache_gb", 4.0)
     if "limit_mm_per_prompt" in kw and kw["limit_mm_per_prompt"] is not None:
-        _check_limits(kw["limit_mm_per_prompt"])
+        kw["limit_mm_per_prompt"] = _fix_limits(kw["limit_mm_per_prompt"])
     if is_cpu_platform():
         if kw.get("quantization") == "fp8":
             raise UnsupportedSettingError("fp8 quantization needs a GPU build of vLLM")
@@ -133,7 +160,14 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         kw["gpu_memory_utilization"] = min(float(kw.get("gpu_memory_utilization", frac)), frac)
         kw["enforce_eager"] = True
         kw.pop("compilation_config", None)  # CUDA graph modes mean nothing on CPU
-        kw.pop("performance_mode", None)
+    for name in sorted(OPTIONAL_SETTINGS & set(kw) - _engine_arg_names()):
+        _log.warning(
+            "vLLM %s has no setting %s; %s=%r is ignored",
+            ".".join(map(str, vllm_version())),
+            name,
+            name,
+            kw.pop(name),
+        )
     unknown = sorted(set(kw) - _engine_arg_names() - {"model"})
     if unknown:
         raise UnsupportedSettingError(
@@ -208,32 +242,6 @@ def make_sampling_params(config: VllmConfig) -> Any:
         ignore_eos=s.ignore_eos,
         output_kind=RequestOutputKind.FINAL_ONLY,
     )
-
-
-def _is_frames_like(x: object) -> bool:
-    return isinstance(x, torch.Tensor | np.ndarray) or (
-        isinstance(x, list) and bool(x) and not isinstance(x[0], tuple)
-    )
-
-
-def attach_video_metadata(inputs: Mapping[str, Any], metadata: VideoMetadata) -> dict[str, Any]:
-    """Return ``inputs`` with ``metadata`` attached to a bare video (a new dict; input untouched).
-
-    ``{"video": frames}`` and ``{"video": [frames]}`` become ``(frames, md)`` and
-    ``[(frames, md)]``; videos that already carry metadata are left as they are.
-    """
-    mm = inputs.get("multi_modal_data")
-    if not isinstance(mm, Mapping) or "video" not in mm:
-        return dict(inputs)
-    video = mm["video"]
-    md = metadata.to_vllm()
-    if _is_frames_like(video) and not isinstance(video, list):
-        new_video: Any = (video, md)
-    elif isinstance(video, list) and len(video) == 1 and _is_frames_like(video[0]):
-        new_video = [(video[0], md)]
-    else:
-        return dict(inputs)
-    return {**inputs, "multi_modal_data": {**mm, "video": new_video}}
 
 
 @attrs.frozen

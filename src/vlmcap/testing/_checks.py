@@ -27,9 +27,7 @@ missing: it is skipped (:class:`CheckSkipped`), so each broken rule is reported 
 
 import contextlib
 import copy
-import difflib
 import gc
-import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,10 +36,30 @@ import attrs
 import numpy as np
 import torch
 
+from vlmcap._contract import (
+    VISUAL,
+    Video,
+    as_tensor,
+    attach_video_metadata,
+    image_problem,
+    is_pil_image,
+    layout_hint,
+    llm_input_violation,
+    modality_problem,
+    prompt_problem,
+    video_problem,
+    vocab_size_of,
+)
 from vlmcap._errors import VlmcapError
-from vlmcap._plugin import REQUIRED_METHODS, VllmPlugin, call_processor
+from vlmcap._plugin import (
+    REQUIRED_METHODS,
+    call_make_llm_input,
+    call_processor,
+    frame_dtypes,
+    signature_problem,
+    structure_problem,
+)
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap._vllm_compat import MODALITIES, attach_video_metadata
 from vlmcap.testing._report import (
     CheckSkipped,
     ConformanceReport,
@@ -57,8 +75,6 @@ DEFAULT_MAX_EXAMPLES = 20
 REFINE_REPEATS = 4
 """How many times C-REFINE-003 refines the same request to look for repeated ids."""
 
-_P = inspect.Parameter
-_VISUAL = frozenset({"video", "image"})
 _PIXEL_TOLERANCE = 1.0 / 255.0 + 1e-3
 
 
@@ -79,37 +95,72 @@ class CheckOptions:
 CheckFunc = Callable[[Any, CheckOptions], None]
 _TestFunc = TypeVar("_TestFunc", bound=Callable[..., object])
 
+_BROKEN: dict[tuple[str, Any, CheckOptions], bool] = {}
+"""(rule, plugin, options) -> whether that rule's check failed; filled as checks run."""
+_BROKEN_SIZE = 512
+
 
 @attrs.frozen
 class Check:
     """One named check, bound to its options: call ``check(plugin)``.
 
     Raises :class:`ContractViolation` when the plugin breaks ``contract_id``,
-    :class:`CheckSkipped` when the check does not apply.
+    :class:`CheckSkipped` when the check does not apply: a rule in ``requires`` failed (the
+    message says which), so the broken rule is reported once, not again as a false failure here.
     """
 
     name: str
     contract_id: str
     func: CheckFunc = attrs.field(repr=False)
     options: CheckOptions = attrs.field(factory=CheckOptions, repr=False)
+    requires: tuple[str, ...] = ()
+    """Rules this check needs kept; each is checked first (once per plugin and options)."""
 
     def __call__(self, plugin: Any) -> None:
         """Run the check on ``plugin``."""
-        self.func(plugin, self.options)
+        for rule in self.requires:
+            if _rule_broken(rule, plugin, self.options):
+                raise CheckSkipped(f"skipped because {rule} failed")
+        try:
+            self.func(plugin, self.options)
+        except ContractViolation:
+            _remember(self.contract_id, plugin, self.options, broken=True)
+            raise
+        except CheckSkipped:
+            raise
+        except Exception:
+            _remember(self.contract_id, plugin, self.options, broken=True)
+            raise
+        _remember(self.contract_id, plugin, self.options, broken=False)
 
     def __str__(self) -> str:
         return self.name
 
 
-_CHECKS: list[tuple[str, CheckFunc]] = []
+def _remember(rule: str, plugin: Any, options: CheckOptions, *, broken: bool) -> None:
+    if len(_BROKEN) >= _BROKEN_SIZE:
+        _BROKEN.pop(next(iter(_BROKEN)))
+    _BROKEN[(rule, plugin, options)] = broken
+
+
+def _rule_broken(rule: str, plugin: Any, options: CheckOptions) -> bool:
+    """Whether ``rule``'s check fails for ``plugin`` (run now unless already known)."""
+    key = (rule, plugin, options)
+    if key not in _BROKEN:
+        check = next(c for c in _yield_checks(options, engine=True) if c.contract_id == rule)
+        with contextlib.suppress(ContractViolation, CheckSkipped, Exception):
+            check(plugin)
+    return _BROKEN.get(key, False)
 
 
 def _check(contract_id: str) -> Callable[[CheckFunc], CheckFunc]:
-    def register(func: CheckFunc) -> CheckFunc:
-        _CHECKS.append((contract_id, func))
+    """Mark ``func`` as the check of ``contract_id`` (listed in :func:`_yield_checks`)."""
+
+    def mark(func: CheckFunc) -> CheckFunc:
+        func.contract_id = contract_id  # type: ignore[attr-defined]
         return func
 
-    return register
+    return mark
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,107 +194,6 @@ def default_model_path(variant: str) -> Path:
     return tiny_checkpoint(variant if variant in tiny_variants() else "qwen")
 
 
-def _definition(plugin: type, name: str) -> tuple[type | None, Any]:
-    for klass in inspect.getmro(plugin):
-        if name in vars(klass):
-            return klass, vars(klass)[name]
-    return None, None
-
-
-def _structure_problem(plugin: Any, name: str) -> str | None:  # noqa: PLR0911 - one return per case reads best
-    """Why method ``name`` breaks C-STRUCT-001, or ``None``."""
-    if not isinstance(plugin, type):
-        return (
-            f"the plugin must be a class, got an instance of {type(plugin).__name__}; "
-            "pass the class itself (vlmcap never instantiates plugins)"
-        )
-    owner, raw = _definition(plugin, name)
-    if raw is None:
-        return f"{name}() is missing; implement it as a @staticmethod or @classmethod"
-    if owner is VllmPlugin:
-        return (
-            f"{name}() is not implemented: the class inherits VllmPlugin's empty stub, which "
-            "returns None; implement it"
-        )
-    if isinstance(raw, staticmethod | classmethod):
-        return None
-    if inspect.isfunction(raw):
-        return (
-            f"{name}() is an instance method; vlmcap calls it on the class, so decorate it "
-            "with @staticmethod (or @classmethod and take cls)"
-        )
-    if not callable(getattr(plugin, name, None)):
-        return f"{name} is not callable"
-    return None
-
-
-def _signature(plugin: Any, name: str) -> inspect.Signature | None:
-    try:
-        return inspect.signature(getattr(plugin, name))
-    except (TypeError, ValueError):
-        return None
-
-
-def _extras_problem(
-    shown: str, params: Sequence[inspect.Parameter], *, keyword_only: bool = False
-) -> str | None:
-    for p in params:
-        if p.kind is _P.VAR_KEYWORD:
-            continue
-        if p.kind is _P.VAR_POSITIONAL:
-            return (
-                f"{shown}: *{p.name} is not part of the protocol; extra parameters must be "
-                "optional keyword arguments"
-            )
-        if p.default is _P.empty:
-            return (
-                f"{shown}: extra parameter {p.name!r} is required, but vlmcap never passes it; "
-                "give it a default (an optional keyword argument)"
-            )
-        if keyword_only and p.kind is not _P.KEYWORD_ONLY:
-            return (
-                f"{shown}: extra parameter {p.name!r} is positional, so vlmcap's "
-                f"processor(config) call would fill it; make it keyword-only (after *)"
-            )
-    return None
-
-
-def _positional_problem(
-    name: str, sig: inspect.Signature, required: Sequence[str], optional: Sequence[str] = ()
-) -> str | None:
-    """Why ``name``'s signature differs from ``name(*required, *optional=None)``, or None."""
-    params = list(sig.parameters.values())
-    expected = (*required, *optional)
-    shown = f"{name}{sig}"
-    want = f"{name}({', '.join([*required, *(f'{o}=None' for o in optional)])})"
-    for i, ename in enumerate(expected):
-        if i >= len(params):
-            return f"{shown} lacks parameter {ename!r}; the protocol is {want}"
-        p = params[i]
-        if p.name != ename:
-            return (
-                f"{shown}: parameter {i + 1} is named {p.name!r}, expected {ename!r}; "
-                f"the protocol is {want}"
-            )
-        if p.kind is not _P.POSITIONAL_OR_KEYWORD:
-            return (
-                f"{shown}: {ename!r} is {p.kind.description}, expected positional or keyword; "
-                f"the protocol is {want}"
-            )
-        if ename in optional and p.default is not None:
-            has = "has no default" if p.default is _P.empty else f"defaults to {p.default!r}"
-            return f"{shown}: {ename!r} {has}; it must default to None ({want})"
-    return _extras_problem(shown, params[len(expected) :])
-
-
-_SIGNATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "model_variant": ((), ()),
-    "model": (("config",), ()),
-    "make_llm_input": (("prompt", "frames", "processor"), ()),
-    "make_refined_llm_request": (("request", "processor"), ("refine_prompt",)),
-    "decode": (("vllm_output",), ()),
-}
-
 _SIGNATURE_IDS = {
     "model_variant": "C-STRUCT-002",
     "processor": "C-STRUCT-003",
@@ -254,32 +204,12 @@ _SIGNATURE_IDS = {
 }
 
 
-def _processor_signature_problem(sig: inspect.Signature) -> str | None:
-    params = list(sig.parameters.values())
-    shown = f"processor{sig}"
-    if params and params[0].name == "config" and params[0].kind is _P.POSITIONAL_OR_KEYWORD:
-        params = params[1:]
-    return _extras_problem(shown, params, keyword_only=True)
-
-
-def _signature_problem(plugin: Any, name: str) -> str | None:
-    """Why ``name`` breaks its C-STRUCT signature rule, or ``None``."""
-    sig = _signature(plugin, name)
-    if sig is None:
-        return f"cannot read the signature of {name}(); define it with def"
-    if name == "processor":
-        return _processor_signature_problem(sig)
-    required, optional = _SIGNATURES[name]
-    return _positional_problem(name, sig, required, optional)
-
-
 def _method(plugin: Any, name: str) -> Callable[..., Any]:
     """``plugin.<name>`` if it keeps C-STRUCT-001 and its signature rule, else skip."""
-    problem = _structure_problem(plugin, name)
-    if problem is not None:
-        raise CheckSkipped(f"{name}() breaks C-STRUCT-001")
-    if _signature_problem(plugin, name) is not None:
-        raise CheckSkipped(f"{name}() breaks {_SIGNATURE_IDS[name]}")
+    if structure_problem(plugin, name) is not None:
+        raise CheckSkipped(f"skipped because C-STRUCT-001 failed ({name}())")
+    if signature_problem(plugin, name) is not None:
+        raise CheckSkipped(f"skipped because {_SIGNATURE_IDS[name]} failed ({name}())")
     method: Callable[..., Any] = getattr(plugin, name)
     return method
 
@@ -289,9 +219,9 @@ def _variant(plugin: Any) -> str:
     try:
         variant = fn()
     except Exception as exc:
-        raise CheckSkipped(f"model_variant() raised {type(exc).__name__} (C-STRUCT-002)") from exc
+        raise CheckSkipped("skipped because C-STRUCT-002 failed (model_variant() raised)") from exc
     if not isinstance(variant, str):
-        raise CheckSkipped("model_variant() does not return a str (C-STRUCT-002)")
+        raise CheckSkipped("skipped because C-STRUCT-002 failed (model_variant() is no str)")
     return variant
 
 
@@ -337,26 +267,12 @@ def _processor(plugin: Any, options: CheckOptions) -> Any:
     except CheckSkipped:
         raise
     except Exception as exc:
-        raise CheckSkipped("processor() does not load (C-STRUCT-008)") from exc
+        raise CheckSkipped(
+            "skipped because C-STRUCT-008 failed (processor() does not load)"
+        ) from exc
     if processor is None or not callable(getattr(_tokenizer(processor), "decode", None)):
-        raise CheckSkipped("processor() has no tokenizer (C-STRUCT-008)")
+        raise CheckSkipped("skipped because C-STRUCT-008 failed (processor() has no tokenizer)")
     return processor
-
-
-def _vocab_size(tokenizer: Any) -> int | None:
-    try:
-        return len(tokenizer)
-    except TypeError:
-        size = getattr(tokenizer, "vocab_size", None)
-        return int(size) if isinstance(size, int) else None
-
-
-def _accepts_keyword(func: Callable[..., Any], name: str) -> bool:
-    try:
-        p = inspect.signature(func).parameters.get(name)
-    except (TypeError, ValueError):
-        return False
-    return p is not None and p.kind in (_P.KEYWORD_ONLY, _P.POSITIONAL_OR_KEYWORD)
 
 
 def _metadata(frames: torch.Tensor) -> VideoMetadata:
@@ -385,15 +301,21 @@ class _Plugin:
     def tokenizer(self) -> Any:
         return _tokenizer(self.processor)
 
+    @property
+    def vocab_size(self) -> int | None:
+        return vocab_size_of(self.processor)
+
     def make_llm_input(self, prompt: str, frames: torch.Tensor) -> Any:
-        """Call ``make_llm_input`` as vlmcap does (``metadata=``/``config=`` when declared)."""
-        fn = _method(self.plugin, "make_llm_input")
-        kwargs: dict[str, Any] = {}
-        if _accepts_keyword(fn, "metadata"):
-            kwargs["metadata"] = _metadata(frames)
-        if _accepts_keyword(fn, "config"):
-            kwargs["config"] = _config(self.variant, self.options)
-        return fn(prompt, frames, self.processor, **kwargs)
+        """Call ``make_llm_input`` exactly as vlmcap does, in the plugin's own form."""
+        _method(self.plugin, "make_llm_input")
+        return call_make_llm_input(
+            self.plugin,
+            prompt,
+            frames,
+            self.processor,
+            metadata=_metadata(frames),
+            config=_config(self.variant, self.options),
+        )
 
     def try_make_llm_input(self, prompt: str, frames: torch.Tensor) -> dict[str, Any] | None:
         """``make_llm_input``'s dict; ``None`` if it raises or returns no dict (C-INPUT-001)."""
@@ -430,29 +352,20 @@ class _Plugin:
         refine_prompt: str | None,
         request_id: str,
     ) -> VllmCaptionRequest:
-        """The stage-1 request vlmcap would build from the plugin's own ``make_llm_input``.
+        """The stage-1 request vlmcap builds: the plugin's own inputs, video metadata attached.
 
-        Falls back to a canonical ``{"prompt_token_ids", "multi_modal_data": {"video":
-        (frames, metadata)}}`` request when the plugin's inputs break a C-INPUT rule, so that
-        the refinement rules are checked on their own.
+        The C-REFINE checks run only when C-INPUT-001..004 pass (:func:`plugin_checks`); an
+        example whose stage-1 inputs are still invalid skips the check rather than inventing
+        other inputs, which could make a good refinement fail (a false failure).
         """
-        md = _metadata(frames)
-        inputs: dict[str, Any] | None = None
-        if _structure_problem(self.plugin, "make_llm_input") is None and (
-            _signature_problem(self.plugin, "make_llm_input") is None
-        ):
-            out = self.try_make_llm_input(prompt, frames)
-            if (
-                out is not None
-                and _prompt_problem(out, self.tokenizer) is None
-                and _modality_problem(out.get("multi_modal_data")) is None
-            ):
-                inputs = attach_video_metadata(out, md)
-        if inputs is None:
-            inputs = {
-                "prompt_token_ids": _encode(self.tokenizer, prompt),
-                "multi_modal_data": {"video": (frames, md.to_vllm())},
-            }
+        out = self.try_make_llm_input(prompt, frames)
+        violation = llm_input_violation(out, self.vocab_size)
+        if out is None or violation is not None:
+            rule = violation.rule_id if violation is not None else "C-INPUT-001"
+            raise CheckSkipped(
+                f"skipped because {rule} failed (make_llm_input on {_describe_frames(frames)})"
+            )
+        inputs = attach_video_metadata(out, _metadata(frames))
         return VllmCaptionRequest(
             request_id=request_id, inputs=inputs, caption=caption, stage2_prompt=refine_prompt
         )
@@ -520,144 +433,49 @@ def _squash(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Shared validators (C-INPUT-002/003 and C-REFINE-009)
+# Checks that need the original frames (the rest of each rule is vlmcap._contract's validator)
 # ---------------------------------------------------------------------------------------------
-
-
-def _prompt_problem(inputs: Mapping[str, Any], tokenizer: Any) -> str | None:  # noqa: PLR0911 - one return per case reads best
-    """Why ``inputs`` is not a vLLM prompt with ``multi_modal_data``, or ``None``."""
-    if "prompt_token_ids" in inputs:
-        ids = inputs["prompt_token_ids"]
-        if not isinstance(ids, list | tuple) or not ids:
-            return (
-                f"prompt_token_ids is {type(ids).__name__}"
-                f"{' (empty)' if isinstance(ids, list | tuple) else ''}; it must be a non-empty "
-                "list of int (e.g. processor.apply_chat_template(...)[0].tolist())"
-            )
-        bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool)]
-        if bad:
-            return (
-                f"prompt_token_ids holds {type(bad[0]).__name__} values ({bad[0]!r}); "
-                "convert them with int() or .tolist()"
-            )
-        vocab = _vocab_size(tokenizer)
-        out = [i for i in ids if i < 0 or (vocab is not None and i >= vocab)]
-        if out:
-            return f"prompt_token_ids holds {out[0]}, outside the tokenizer's vocabulary of {vocab}"
-    elif "prompt" in inputs:
-        prompt = inputs["prompt"]
-        if not isinstance(prompt, str) or not prompt:
-            return f"prompt is {prompt!r}; it must be a non-empty str"
-    else:
-        return (
-            f"the inputs have keys {sorted(inputs)}: neither prompt_token_ids nor prompt; "
-            "vLLM needs one of them"
-        )
-    if not isinstance(inputs.get("multi_modal_data"), Mapping):
-        return (
-            f"multi_modal_data is {type(inputs.get('multi_modal_data')).__name__}; it must be a "
-            "dict such as {'video': frames}"
-        )
-    return None
-
-
-def _modality_problem(mm: Any) -> str | None:
-    """Why ``mm`` does not use vLLM's modality names, or ``None``."""
-    if not isinstance(mm, Mapping):
-        return "multi_modal_data is not a dict"
-    unknown = sorted(str(k) for k in mm if k not in MODALITIES)
-    if unknown:
-        hints = []
-        for key in unknown:
-            stem = key.lower().removesuffix("s")
-            match = difflib.get_close_matches(stem, sorted(MODALITIES), 1, 0.4)
-            if match:
-                hints.append(f"{key!r} -> {match[0]!r}")
-        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
-        return (
-            f"multi_modal_data has key(s) {unknown}; vLLM knows only {sorted(MODALITIES)}, "
-            f"singular{hint}"
-        )
-    if not _VISUAL & set(mm):
-        return f"multi_modal_data has no 'video' or 'image' (keys: {sorted(mm)})"
-    return None
 
 
 def _prompt_text(inputs: Mapping[str, Any], tokenizer: Any) -> str | None:
     """The prompt as text (decoded token ids, or ``prompt``), or ``None`` if malformed."""
-    if _prompt_problem(inputs, tokenizer) is not None:
+    if prompt_problem(inputs, vocab_size_of(tokenizer)) is not None:
         return None
     if "prompt_token_ids" in inputs:
         return _decode(tokenizer, inputs["prompt_token_ids"])
     return str(inputs["prompt"])
 
 
-def _unwrap_video(video: Any) -> Any:
-    """The frames of any of vLLM's video forms: bare, ``(frames, metadata)``, ``[that]``."""
-    if isinstance(video, list) and len(video) == 1:
-        video = video[0]
-    if isinstance(video, tuple) and len(video) == 2 and isinstance(video[1], Mapping):
-        video = video[0]
-    return video
-
-
-def _as_tensor(x: Any) -> torch.Tensor | None:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu()
-    if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
-    return None
-
-
 def _unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
-def _is_image(x: Any) -> bool:
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - PIL comes with transformers
-        return False
-    return isinstance(x, Image.Image)
-
-
-def _layout_hint(shape: tuple[int, ...], num_frames: int) -> str:
-    if len(shape) == 4 and shape[0] == 3 and shape[1] == num_frames:
-        return "it looks like (3, T, H, W): do not transpose(0, 1) the frames"
-    if len(shape) == 4 and shape[-1] == 3:
-        return "it looks channels-last (T, H, W, 3): do not permute the frames"
-    return "keep the (frames, 3, height, width) layout the plugin was given"
-
-
-def _video_layout_problem(video: Any, original: torch.Tensor, frames_obj: Any) -> str | None:  # noqa: PLR0911 - one return per case reads best
-    v = _unwrap_video(video)
-    if v is frames_obj:
+def _video_layout_problem(value: Any, original: torch.Tensor, frames_obj: Any) -> str | None:  # noqa: PLR0911 - one return per case reads best
+    """C-INPUT-004: :func:`vlmcap._contract.video_problem`, then the pixels against the input."""
+    problem = video_problem(value)
+    if problem is not None:
+        return problem
+    video = Video.parse(value)
+    assert video is not None  # video_problem parsed it
+    if video.frames is frames_obj:
         return None
     t = int(original.shape[0])
-    if isinstance(v, list):
-        if len(v) != t:
-            return f"the video is a list of {len(v)} items for {t} input frames"
-        for item in v:
-            tensor = _as_tensor(item)
-            if not _is_image(item) and (
-                tensor is None or tensor.ndim != 3 or int(tensor.shape[0]) != 3
-            ):
-                return "the video is a list, but not of PIL images or (3, H, W) tensors"
+    if isinstance(video.frames, list):
+        if len(video.frames) != t:
+            return f"the video is a list of {len(video.frames)} items for {t} input frames"
         return None
-    tensor = _as_tensor(v)
-    if tensor is None:
-        return (
-            f"multi_modal_data['video'] is a {type(v).__name__}; pass the frames tensor "
-            "(or (frames, metadata))"
-        )
+    tensor = video.tensor()
+    assert tensor is not None  # video_problem checked it
     shape = tuple(int(s) for s in tensor.shape)
-    if len(shape) != 4 or shape[1] != 3 or shape[0] != t:
+    if shape[1] != 3 and shape[3] == 3:  # channels-last, as vLLM also takes numpy videos
+        tensor = tensor.permute(0, 3, 1, 2)
+    if int(tensor.shape[0]) != t:
         return (
             f"multi_modal_data['video'] has shape {shape} for input frames of shape "
-            f"{tuple(original.shape)}; expected ({t}, 3, H', W'): {_layout_hint(shape, t)} "
-            "(seed guide, bug 5)"
+            f"{tuple(original.shape)}: {int(tensor.shape[0])} frames, not {t} "
+            f"({layout_hint(shape, t)}; seed guide, bug 5)"
         )
-    if shape[2:] == tuple(original.shape[2:]) and not torch.allclose(
+    if tuple(tensor.shape[2:]) == tuple(original.shape[2:]) and not torch.allclose(
         _unit(tensor), _unit(original), atol=_PIXEL_TOLERANCE, rtol=0.0
     ):
         return (
@@ -668,21 +486,7 @@ def _video_layout_problem(video: Any, original: torch.Tensor, frames_obj: Any) -
 
 
 def _image_layout_problem(images: Any, original: torch.Tensor) -> str | None:
-    items = images if isinstance(images, list) else [images]
-    t = int(original.shape[0])
-    if not 1 <= len(items) <= t:
-        return f"multi_modal_data['image'] holds {len(items)} images for {t} frames"
-    for item in items:
-        if _is_image(item):
-            continue
-        tensor = _as_tensor(item)
-        if tensor is None or tensor.ndim != 3 or int(tensor.shape[0]) != 3:
-            shape = None if tensor is None else tuple(tensor.shape)
-            return (
-                f"multi_modal_data['image'] holds a {type(item).__name__} (shape {shape}); "
-                "use PIL images or (3, H, W) tensors"
-            )
-    return None
+    return image_problem(images, max_images=int(original.shape[0]))
 
 
 def _snapshot(obj: Any) -> Any:  # noqa: PLR0911 - one return per case reads best
@@ -750,15 +554,24 @@ def _difference(before: Any, after: Any, path: str) -> str | None:  # noqa: C901
 def _same_video(before: Any, after: Any) -> bool:
     if before is after:
         return True
-    b, a = _unwrap_video(before), _unwrap_video(after)
-    if b is a:
+    b, a = Video.parse(before), Video.parse(after)
+    if b is None or a is None:
+        return b is a and bool(before == after) if not isinstance(before, list) else False
+    if b.frames is a.frames:
         return True
-    bt, at = _as_tensor(b), _as_tensor(a)
+    bt, at = b.tensor(), a.tensor()
     if bt is not None and at is not None:
         return bt.shape == at.shape and bt.dtype == at.dtype and torch.equal(bt, at)
-    if isinstance(b, list) and isinstance(a, list) and len(a) == len(b):
-        return all(x is y or _same_video(x, y) for x, y in zip(b, a, strict=True))
+    if isinstance(b.frames, list) and isinstance(a.frames, list) and len(a.frames) == len(b.frames):
+        return all(x is y or _same_item(x, y) for x, y in zip(b.frames, a.frames, strict=True))
     return False
+
+
+def _same_item(x: Any, y: Any) -> bool:
+    xt, yt = as_tensor(x), as_tensor(y)
+    if xt is not None and yt is not None:
+        return xt.shape == yt.shape and torch.equal(xt, yt)
+    return bool(x == y) if is_pil_image(x) else False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,7 +582,7 @@ def _same_video(before: Any, after: Any) -> bool:
 @_check("C-STRUCT-001")
 def check_methods_implemented(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
     """C-STRUCT-001: a class implementing the six required methods as static/class methods."""
-    problems = [p for name in REQUIRED_METHODS if (p := _structure_problem(plugin, name))]
+    problems = [p for name in REQUIRED_METHODS if (p := structure_problem(plugin, name))]
     if not isinstance(plugin, type):
         problems = problems[:1]
     if problems:
@@ -779,9 +592,9 @@ def check_methods_implemented(plugin: Any, options: CheckOptions) -> None:  # no
 @_check("C-STRUCT-002")
 def check_model_variant(plugin: Any, options: CheckOptions) -> None:  # noqa: ARG001 - every check takes (plugin, options)
     """C-STRUCT-002: ``model_variant()`` returns the same non-empty str every time."""
-    if _structure_problem(plugin, "model_variant") is not None:
-        raise CheckSkipped("model_variant() breaks C-STRUCT-001")
-    problem = _signature_problem(plugin, "model_variant")
+    if structure_problem(plugin, "model_variant") is not None:
+        raise CheckSkipped("skipped because C-STRUCT-001 failed (model_variant())")
+    problem = signature_problem(plugin, "model_variant")
     if problem is not None:
         raise ContractViolation("C-STRUCT-002", problem)
     try:
@@ -809,9 +622,9 @@ def check_model_variant(plugin: Any, options: CheckOptions) -> None:  # noqa: AR
 
 
 def _signature_check(plugin: Any, name: str) -> None:
-    if _structure_problem(plugin, name) is not None:
-        raise CheckSkipped(f"{name}() breaks C-STRUCT-001")
-    problem = _signature_problem(plugin, name)
+    if structure_problem(plugin, name) is not None:
+        raise CheckSkipped(f"skipped because C-STRUCT-001 failed ({name}())")
+    problem = signature_problem(plugin, name)
     if problem is not None:
         raise ContractViolation(_SIGNATURE_IDS[name], problem)
 
@@ -877,12 +690,13 @@ def check_processor_loads(plugin: Any, options: CheckOptions) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _input_cases() -> Any:
+def _input_cases(plugin: Any) -> Any:
+    """Frames of every dtype vlmcap sends this plugin (:func:`vlmcap.frame_dtypes`), prompts."""
     from hypothesis import strategies as st
 
     from vlmcap.testing import strategies as vst
 
-    return st.tuples(vst.frames(), vst.prompts())
+    return st.tuples(vst.frames(dtypes=frame_dtypes(plugin)), vst.prompts())
 
 
 @_check("C-INPUT-001")
@@ -910,7 +724,7 @@ def check_input_accepts_valid_frames(plugin: Any, options: CheckOptions) -> None
                 "return a dict with prompt_token_ids (or prompt) and multi_modal_data",
             )
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-002")
@@ -923,13 +737,13 @@ def check_input_has_prompt(plugin: Any, options: CheckOptions) -> None:
         out = p.try_make_llm_input(prompt, frames)
         if out is None:
             return
-        problem = _prompt_problem(out, p.tokenizer)
+        problem = prompt_problem(out, p.vocab_size)
         if problem is not None:
             raise ContractViolation(
                 "C-INPUT-002", f"make_llm_input for {_describe_frames(frames)}: {problem}"
             )
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-003")
@@ -942,13 +756,11 @@ def check_input_modality_keys(plugin: Any, options: CheckOptions) -> None:
         out = p.try_make_llm_input(prompt, frames)
         if out is None or not isinstance(out.get("multi_modal_data"), Mapping):
             return
-        problem = _modality_problem(out["multi_modal_data"])
+        problem = modality_problem(out["multi_modal_data"])
         if problem is not None:
-            raise ContractViolation(
-                "C-INPUT-003", f"make_llm_input: {problem} (seed guide, bug 2)"
-            )
+            raise ContractViolation("C-INPUT-003", f"make_llm_input: {problem} (seed guide, bug 2)")
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-004")
@@ -973,7 +785,7 @@ def check_input_frame_layout(plugin: Any, options: CheckOptions) -> None:
                 "C-INPUT-004", f"make_llm_input for {_describe_frames(original)}: {problem}"
             )
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-005")
@@ -994,7 +806,7 @@ def check_input_includes_prompt(plugin: Any, options: CheckOptions) -> None:
                 "put the prompt argument into the chat message",
             )
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-006")
@@ -1014,7 +826,7 @@ def check_input_leaves_frames_unchanged(plugin: Any, options: CheckOptions) -> N
                 "work on a copy (frames.float() / 255, not frames.div_(255))",
             )
 
-    _for_all(options, _input_cases(), body)
+    _for_all(options, _input_cases(plugin), body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1047,7 +859,7 @@ class _RefineCase:
         )
 
 
-def _refine_cases(*, refine_prompt: str = "maybe") -> Any:
+def _refine_cases(plugin: Any, *, refine_prompt: str = "maybe") -> Any:
     from hypothesis import strategies as st
 
     from vlmcap.testing import strategies as vst
@@ -1055,7 +867,7 @@ def _refine_cases(*, refine_prompt: str = "maybe") -> Any:
     prompts = {"maybe": st.none() | vst.prompts(), "always": vst.prompts()}[refine_prompt]
     return st.builds(
         _RefineCase,
-        vst.frames(),
+        vst.frames(dtypes=frame_dtypes(plugin)),
         vst.prompts(),
         vst.captions(),
         prompts,
@@ -1087,7 +899,7 @@ def check_refine_returns_request(plugin: Any, options: CheckOptions) -> None:
                 "vlmcap.VllmCaptionRequest(request_id=..., inputs=...)",
             )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-002")
@@ -1111,7 +923,7 @@ def check_refine_resets_caption(plugin: Any, options: CheckOptions) -> None:
                 "inputs so both stay None (seed guide, bug 1)",
             )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-003")
@@ -1146,7 +958,7 @@ def check_refine_new_request_id(plugin: Any, options: CheckOptions) -> None:
                 "each id unique, e.g. secrets.token_hex(8)",
             )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-004")
@@ -1163,7 +975,7 @@ def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
         after = out.inputs.get("multi_modal_data")
         if not isinstance(after, Mapping):
             return
-        for key in sorted(_VISUAL & set(before)):
+        for key in sorted(VISUAL & set(before)):
             if key not in after:
                 raise ContractViolation(
                     "C-REFINE-004",
@@ -1171,7 +983,8 @@ def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
                     f"request.inputs['multi_modal_data'][{key!r}] on (seed guide, bug 3)",
                 )
             if not _same_video(before[key], after[key]):
-                got = _as_tensor(_unwrap_video(after[key]))
+                parsed = Video.parse(after[key])
+                got = parsed.tensor() if parsed is not None else None
                 what = f"shape {tuple(got.shape)}" if got is not None else type(after[key]).__name__
                 raise ContractViolation(
                     "C-REFINE-004",
@@ -1180,7 +993,7 @@ def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
                     "building frames again (seed guide, bug 3)",
                 )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-005")
@@ -1200,7 +1013,7 @@ def check_refine_includes_caption(plugin: Any, options: CheckOptions) -> None:
                 f"{_tail(text)}; build it as refine_prompt + request.caption",
             )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-006")
@@ -1221,7 +1034,7 @@ def check_refine_uses_refine_prompt(plugin: Any, options: CheckOptions) -> None:
                 f"{_tail(text)}; use the default only when refine_prompt is None",
             )
 
-    _for_all(options, _refine_cases(refine_prompt="always"), body)
+    _for_all(options, _refine_cases(plugin, refine_prompt="always"), body)
 
 
 @_check("C-REFINE-007")
@@ -1241,7 +1054,7 @@ def check_refine_leaves_request_unchanged(plugin: Any, options: CheckOptions) ->
                 "inputs instead of changing request.inputs",
             )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-008")
@@ -1279,7 +1092,7 @@ def check_refine_rejects_missing_caption(plugin: Any, options: CheckOptions) -> 
             f"a request with caption None was accepted (returned {type(out).__name__}); {fix}",
         )
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 @_check("C-REFINE-009")
@@ -1291,17 +1104,12 @@ def check_refine_inputs_valid(plugin: Any, options: CheckOptions) -> None:
         out = p.try_refine(case.request(p), case.refine_prompt)
         if out is None:
             return
-        inputs: object = out.inputs
-        if not isinstance(inputs, Mapping):
-            problem: str | None = f"inputs is a {type(inputs).__name__}, not a dict"
-        else:
-            problem = _prompt_problem(inputs, p.tokenizer) or _modality_problem(
-                inputs.get("multi_modal_data")
-            )
+        violation = llm_input_violation(out.inputs, p.vocab_size, stage=2)
+        problem = violation.detail if violation is not None else None
         if problem is not None:
-            raise ContractViolation("C-REFINE-009", f"the stage-2 inputs: {problem}")
+            raise ContractViolation("C-REFINE-009", problem)
 
-    _for_all(options, _refine_cases(), body)
+    _for_all(options, _refine_cases(plugin), body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1407,7 +1215,10 @@ ENGINE_REFINE_PROMPT = "Improve the following video description: "
 
 @_check("C-ENGINE-001")
 def check_engine_round_trip(plugin: Any, options: CheckOptions) -> None:
-    """C-ENGINE-001: stage 1 and stage 2 through a real vLLM engine on the tiny checkpoint."""
+    """C-ENGINE-001: stage 1 and stage 2 through a real vLLM engine, in-flight batching on and off.
+
+    The report's message names the checkpoint and architecture the engine ran.
+    """
     from vlmcap._captioner import (
         auto_processor,
         caption_results,
@@ -1426,42 +1237,112 @@ def check_engine_round_trip(plugin: Any, options: CheckOptions) -> None:
         max_output_tokens=16,
         max_model_len=4096,
     )
+    ran_on = f"checkpoint {config.model_path} ({_architecture(config.model_path)})"
     with registered(plugin, variant):
         try:
             llm = vllm_model(config)
         except Exception as exc:
             raise ContractViolation(
                 "C-ENGINE-001",
-                f"model(config) did not start an engine: {type(exc).__name__}: {exc}",
+                f"model(config) did not start an engine on {ran_on}: {type(exc).__name__}: {exc}",
             ) from exc
         try:
             processor = auto_processor(config)
             clips = [synthetic_clip(8, 56, 56, seed=s) for s in range(2)]
             inputs = make_model_inputs(clips, config, processor, ENGINE_PROMPT)
-            results = caption_results(
-                inputs, llm, processor, sampling_params(config), config, 0,
-                inflight_batching=True, stage2_prompts=[None, ENGINE_REFINE_PROMPT],
-            )
+            runs = {
+                inflight: caption_results(
+                    inputs,
+                    llm,
+                    processor,
+                    sampling_params(config),
+                    config,
+                    0,
+                    inflight_batching=inflight,
+                    stage2_prompts=[None, ENGINE_REFINE_PROMPT],
+                )
+                for inflight in (True, False)
+            }
         except Exception as exc:
             raise ContractViolation(
-                "C-ENGINE-001", f"captioning failed: {type(exc).__name__}: {exc}"
+                "C-ENGINE-001", f"captioning on {ran_on} failed: {type(exc).__name__}: {exc}"
             ) from exc
         finally:
             _shutdown(llm)
             del llm
             gc.collect()
-    for i, (result, stages) in enumerate(zip(results, (1, 2), strict=True)):
-        if not result.ok or not result.text or result.stages != stages:
-            raise ContractViolation(
-                "C-ENGINE-001",
-                f"clip {i} ({stages} stage(s)) ended {result.status} after {result.stages} "
-                f"stage(s): {result.error or repr(result.text)}",
-            )
+    for inflight, results in runs.items():
+        for i, (result, stages) in enumerate(zip(results, (1, 2), strict=True)):
+            if not result.ok or not result.text or result.stages != stages:
+                raise ContractViolation(
+                    "C-ENGINE-001",
+                    f"on {ran_on}, in-flight batching {'on' if inflight else 'off'}: clip {i} "
+                    f"({stages} stage(s)) ended {result.status} after {result.stages} "
+                    f"stage(s): {result.error or repr(result.text)}",
+                )
+
+
+def _architecture(path: Path | None) -> str:
+    """The architecture named by a checkpoint's config.json, or what is known of it."""
+    import json
+
+    try:
+        archs = json.loads((Path(str(path)) / "config.json").read_text()).get("architectures")
+    except (OSError, ValueError):
+        return "architecture unknown"
+    return ", ".join(archs) if isinstance(archs, list) and archs else "architecture unknown"
 
 
 # ---------------------------------------------------------------------------------------------
 # Runner and pytest decorator
 # ---------------------------------------------------------------------------------------------
+
+
+_STAGE1_RULES = ("C-INPUT-001", "C-INPUT-002", "C-INPUT-003", "C-INPUT-004")
+"""What the C-REFINE checks need: they refine the plugin's own stage-1 inputs."""
+
+
+def _yield_checks(options: CheckOptions, *, engine: bool) -> Iterator[Check]:
+    """Every check, in order, with what each needs: the one list of the suite.
+
+    Structure first (the later checks skip a method whose structure or signature is broken);
+    stage-1 inputs; stage-2 requests, only over valid stage-1 inputs; decode; the engine last.
+    """
+
+    def make(func: CheckFunc, requires: tuple[str, ...] = ()) -> Check:
+        rule: str = func.contract_id  # type: ignore[attr-defined]
+        return Check(func.__name__, rule, func, options, requires)
+
+    yield make(check_methods_implemented)
+    yield make(check_model_variant)
+    yield make(check_processor_signature)
+    yield make(check_model_signature)
+    yield make(check_make_llm_input_signature)
+    yield make(check_make_refined_llm_request_signature)
+    yield make(check_decode_signature)
+    yield make(check_processor_loads)
+    yield make(check_input_accepts_valid_frames)
+    yield make(check_input_has_prompt)
+    yield make(check_input_modality_keys)
+    yield make(check_input_frame_layout)
+    yield make(check_input_includes_prompt)
+    yield make(check_input_leaves_frames_unchanged)
+    for refine_check in (
+        check_refine_returns_request,
+        check_refine_resets_caption,
+        check_refine_new_request_id,
+        check_refine_reuses_frames,
+        check_refine_includes_caption,
+        check_refine_uses_refine_prompt,
+        check_refine_leaves_request_unchanged,
+        check_refine_rejects_missing_caption,
+        check_refine_inputs_valid,
+    ):
+        yield make(refine_check, _STAGE1_RULES)
+    yield make(check_decode_returns_str)
+    yield make(check_decode_returns_text)
+    if engine:
+        yield make(check_engine_round_trip, ("C-STRUCT-001", "C-STRUCT-008"))
 
 
 def plugin_checks(
@@ -1480,10 +1361,7 @@ def plugin_checks(
         engine: include C-ENGINE-001, which starts a real vLLM engine (~25 s on CPU).
     """
     options = CheckOptions(model_path=model_path, max_examples=max_examples)
-    for contract_id, func in _CHECKS:
-        if contract_id.startswith("C-ENGINE-") and not engine:
-            continue
-        yield Check(name=func.__name__, contract_id=contract_id, func=func, options=options)
+    yield from _yield_checks(options, engine=engine)
 
 
 def _violation_in(exc: BaseException) -> ContractViolation | None:
