@@ -5,6 +5,12 @@ With ``preprocess=False`` (default) vlmcap resizes frames on the client to the p
 28-aligned grid and the engine skips resizing; with ``preprocess=True`` the processor inside
 vLLM resizes. Rescaling and normalisation always happen in the processor, so the bytes shipped to
 the engine stay uint8 (4x smaller than float32).
+
+**Prompt layout for stage 2.** Stage 1 and stage 2 of a clip share the system turn, the video
+and ``<|vision_end|>``; vLLM's prefix cache reuses whole KV blocks only. Newline tokens are put
+after ``<|vision_end|>`` (in both stages) so that the first stage-specific token starts a fresh
+KV block (:func:`kv_block_tokens`); stage 2 then finds the whole video span in the prefix cache and
+the vision encoder does not run again (:func:`block_aligned_ids`).
 """
 
 import secrets
@@ -27,6 +33,15 @@ MAX_NUM_BATCHED_TOKENS = 32768
 GPU_MEMORY_UTILIZATION = 0.85
 MM_CACHE_GB = 4.0
 GRID = 28
+KV_BLOCK_TOKENS = 16
+"""KV-cache block size the Qwen2.5-VL plugins give the engine on GPUs (vLLM's default there)."""
+CPU_KV_BLOCK_TOKENS = 32
+"""... and on vLLM's CPU build (its attention takes multiples of 32; vLLM would pick 128)."""
+
+
+def kv_block_tokens() -> int:
+    """The engine's KV block size on this platform; prompts align the text after the video to it."""
+    return CPU_KV_BLOCK_TOKENS if is_cpu_platform() else KV_BLOCK_TOKENS
 
 
 def chat_token_ids(
@@ -43,6 +58,61 @@ def chat_token_ids(
     if not isinstance(ids, torch.Tensor):  # transformers 5 returns a BatchEncoding
         ids = ids["input_ids"]
     return [int(t) for t in ids[0].tolist()]
+
+
+def _tokenizer(processor: Any) -> Any:
+    return getattr(processor, "tokenizer", processor)
+
+
+def video_token_count(video: Any, processor: Any) -> int | None:
+    """Tokens a Qwen2.5-VL processor expands ``video`` into, or ``None`` if unknown.
+
+    ``video`` is ``(T, C, H, W)`` frames, bare or with metadata; the count is
+    ``ceil(T / temporal_patch) * (h / 28) * (w / 28)`` at the processor's resized size.
+    """
+    frames, _md = split_video(video)
+    shape = tuple(getattr(frames, "shape", ()))
+    if len(shape) != 4:
+        return None
+    vp = getattr(processor, "video_processor", None)
+    factor = int(getattr(vp, "patch_size", 14)) * int(getattr(vp, "merge_size", 2))
+    temporal = int(getattr(vp, "temporal_patch_size", 2))
+    lo, hi = _pixel_budget(processor)
+    h, w = smart_resize(int(shape[2]), int(shape[3]), factor=factor, min_pixels=lo, max_pixels=hi)
+    return -(-int(shape[0]) // temporal) * (h // factor) * (w // factor)
+
+
+def block_aligned_ids(
+    ids: list[int], processor: Any, video_tokens: int | None, block: int | None = None
+) -> list[int]:
+    """``ids`` with newline tokens after ``<|vision_end|>``: the text starts a fresh KV block.
+
+    Once vLLM has expanded the one ``<|video_pad|>`` into ``video_tokens`` tokens, the text
+    after the video starts at a multiple of ``block`` (default: :func:`kv_block_tokens`).
+
+    Everything up to that point is the same in stage 1 and stage 2 of a clip, so stage 2 reuses
+    it from the prefix cache in whole blocks, video included. The newlines sit inside the user
+    turn, between the video and the prompt text; nothing else changes. ``ids`` come back
+    unchanged when the layout is unknown (no ``video_tokens``, not exactly one video, or a
+    newline that is not one token).
+    """
+    tok = _tokenizer(processor)
+    end_id = tok.convert_tokens_to_ids("<|vision_end|>")
+    pad_id = tok.convert_tokens_to_ids("<|video_pad|>")
+    newline = tok.encode("\n", add_special_tokens=False)
+    if video_tokens is None or len(newline) != 1 or ids.count(pad_id) != 1:
+        return ids
+    if ids.count(end_id) != 1 or ids.index(end_id) < ids.index(pad_id):
+        return ids
+    cut = ids.index(end_id) + 1
+    pad = -(cut - 1 + video_tokens) % (block or kv_block_tokens())
+    return [*ids[:cut], *newline * pad, *ids[cut:]]
+
+
+def video_prompt_ids(processor: Any, prompt: str, video: Any) -> list[int]:
+    """:func:`chat_token_ids` of ``prompt`` laid out by :func:`block_aligned_ids` for ``video``."""
+    ids = chat_token_ids(processor, prompt)
+    return block_aligned_ids(ids, processor, video_token_count(video, processor))
 
 
 def _pixel_budget(processor: Any) -> tuple[int, int]:
@@ -113,6 +183,24 @@ def stage1_media(request: VllmCaptionRequest, key: str = "video") -> tuple[str, 
     return request.caption, mm[key]
 
 
+def refined_video_request(
+    request: VllmCaptionRequest, processor: Any, refine_prompt: str | None, *, align: bool
+) -> VllmCaptionRequest:
+    """The stage-2 request: refine prompt + stage-1 caption over the very same video object.
+
+    The refine prompt defaults to :data:`DEFAULT_STAGE2_PROMPT`; with ``align`` the prompt is
+    block-aligned after the video like stage 1's (:func:`block_aligned_ids`).
+    """
+    caption, video = stage1_media(request)
+    prefix = DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt
+    text = prefix + caption
+    ids = video_prompt_ids(processor, text, video) if align else chat_token_ids(processor, text)
+    return VllmCaptionRequest(
+        request_id=secrets.token_hex(8),
+        inputs={"prompt_token_ids": ids, "multi_modal_data": {"video": video}},
+    )
+
+
 class VllmQwen7B(VllmPlugin):
     """Qwen/Qwen2.5-VL-7B-Instruct."""
 
@@ -144,7 +232,10 @@ class VllmQwen7B(VllmPlugin):
             "limit_mm_per_prompt": {"video": 1, "image": 0},
             "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
             "mm_processor_kwargs": {} if config.preprocess else {"do_resize": False},
+            "block_size": kv_block_tokens(),
         }
+        if config.compile_mm_encoder:
+            kwargs["compilation_config"] = {"compile_mm_encoder": True}
         if config.fp8:
             kwargs["quantization"] = "fp8"
         if is_cpu_platform():
@@ -165,12 +256,14 @@ class VllmQwen7B(VllmPlugin):
         metadata: VideoMetadata | None = None,
         config: VllmConfig | None = None,
     ) -> dict[str, Any]:
-        """Token ids for ``prompt`` plus the video as ``(uint8 frames, metadata)``."""
+        """Token ids for ``prompt`` (block-aligned) plus the video as ``(uint8 frames, metadata)``.
+
+        See :func:`block_aligned_ids` for the layout.
+        """
+        video = client_video(frames, processor, metadata=metadata, config=config)
         return {
-            "prompt_token_ids": chat_token_ids(processor, prompt),
-            "multi_modal_data": {
-                "video": client_video(frames, processor, metadata=metadata, config=config)
-            },
+            "prompt_token_ids": video_prompt_ids(processor, prompt, video),
+            "multi_modal_data": {"video": video},
         }
 
     @staticmethod
@@ -179,16 +272,11 @@ class VllmQwen7B(VllmPlugin):
         processor: Any,
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
-        """Refine prompt + stage-1 caption over the very same video object."""
-        caption, video = stage1_media(request)
-        prefix = DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt
-        return VllmCaptionRequest(
-            request_id=secrets.token_hex(8),
-            inputs={
-                "prompt_token_ids": chat_token_ids(processor, prefix + caption),
-                "multi_modal_data": {"video": video},
-            },
-        )
+        """Refine prompt + stage-1 caption over the very same video object.
+
+        Laid out like stage 1, so that stage 2 takes the video from the prefix cache.
+        """
+        return refined_video_request(request, processor, refine_prompt, align=True)
 
     @staticmethod
     def decode(vllm_output: Any) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from vlmcap._errors import UnsupportedSettingError
 from vlmcap._frames import Frames, check_frames, to_uint8
-from vlmcap._records import VideoMetadata, VllmConfig
+from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
 from vlmcap._vllm_compat import is_cpu_platform
 from vlmcap.plugins.qwen import (
     GPU_MEMORY_UTILIZATION,
@@ -25,6 +25,7 @@ from vlmcap.plugins.qwen import (
     MM_CACHE_GB,
     VllmQwen7B,
     chat_token_ids,
+    refined_video_request,
     split_video,
 )
 
@@ -53,6 +54,8 @@ def qwen3_engine_kwargs(model_path: str, config: VllmConfig, *, variant: str) ->
         "limit_mm_per_prompt": {"video": 1, "image": 0},
         "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
     }
+    if config.compile_mm_encoder:  # vLLM compiles the encoder where it can (not Qwen3-VL in 0.26)
+        kwargs["compilation_config"] = {"compile_mm_encoder": True}
     if config.fp8:
         kwargs["quantization"] = "fp8"
     if is_cpu_platform():
@@ -84,9 +87,11 @@ def qwen3_video(
 class VllmQwen3VL(VllmQwen7B):
     """Qwen/Qwen3-VL-30B-A3B-Instruct (any Qwen3-VL instruct checkpoint via ``model_path``).
 
-    Inherits the processor, engine construction, stage-2 refinement and decoding of
-    :class:`~vlmcap.plugins.qwen.VllmQwen7B`; differs in the engine arguments and the video
-    (model-side resizing, metadata always attached).
+    Inherits the processor, engine construction and decoding of
+    :class:`~vlmcap.plugins.qwen.VllmQwen7B`; differs in the engine arguments, the video
+    (model-side resizing, metadata always attached) and the prompt layout: no block alignment
+    after the video, because Qwen3-VL's processor expands the video into per-frame timestamp
+    text whose length vlmcap does not compute.
     """
 
     @staticmethod
@@ -113,3 +118,12 @@ class VllmQwen3VL(VllmQwen7B):
             "prompt_token_ids": chat_token_ids(processor, prompt),
             "multi_modal_data": {"video": qwen3_video(frames, metadata=metadata, config=config)},
         }
+
+    @staticmethod
+    def make_refined_llm_request(
+        request: VllmCaptionRequest,
+        processor: Any,
+        refine_prompt: str | None = None,
+    ) -> VllmCaptionRequest:
+        """Refine prompt + stage-1 caption over the very same video object."""
+        return refined_video_request(request, processor, refine_prompt, align=False)
