@@ -6,6 +6,9 @@ batches are unfinished (two more real engines would not fit two cores in the tim
 """
 
 import logging
+import os
+import re
+import signal
 import time
 import uuid
 from collections import Counter
@@ -195,3 +198,53 @@ def test_a_layout_the_cluster_cannot_place_is_refused_not_a_hang(
     options = RayOptions(engines=3, decoders=2, cpus_per_engine=1.0, name=_name())  # 5 > 4 CPUs
     with pytest.raises(vlmcap.ConfigError, match=r"need 5 CPU but the cluster has 4 CPU"):
         list(caption_paths_ray(videos[:1], qwen_config, options=options, progress=False))
+
+
+@pytest.fixture(scope="module")
+def long_videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two files of 8 windows each (small frames: decoding is not what is tested)."""
+    from vlmcap.testing._samples import moving_shapes, write_video
+
+    dest = tmp_path_factory.mktemp("longvideos")
+    return [
+        write_video(dest / f"long-{i}.mp4", moving_shapes(8 * 32, 64, 64, seed=i), 16)
+        for i in range(2)
+    ]
+
+
+def test_a_decoder_killed_mid_file_is_retried_every_window_once(
+    cluster: None, long_videos: list[Path], qwen_config: Any, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGKILL the only decoder once the first row is in. The pipeline holds at most four
+    windows ahead of that row (one handed over, one queued, two in the generator's buffer), so
+    the kill lands mid-file; a fresh decoder decodes only the windows still missing, and every
+    window is yielded and written exactly once, in this same run (no re-run)."""
+    name = _name()
+    out = tmp_path / "captions.jsonl"
+    options = RayOptions(
+        engines=1, decoders=1, name=name, inflight_per_engine=1, max_queued_batches=1
+    )
+    job = caption_paths_ray(
+        long_videos, qwen_config, options=options, out=out, progress=False, settings=SETTINGS,
+        batch_windows=1, build=_slow_fake(0.1),
+    )
+    rows: list[WindowCaption] = []
+    with caplog.at_level(logging.WARNING, logger="vlmcap"):
+        for row in job:
+            rows.append(row)
+            if len(rows) == 1:
+                _node, pid = ray.get(ray.get_actor(f"{name}-decode-0").where.remote())
+                os.kill(pid, signal.SIGKILL)
+    expected = _expected(long_videos)
+    assert _once(rows) == expected
+    assert all(r.ok for r in rows), [r.error for r in rows if not r.ok]
+    assert _once(read_rows(out)) == expected
+    lost = [
+        int(m.group(1))
+        for m in re.finditer(r"lost the file after (\d+) of its rows", caplog.text)
+    ]
+    assert len(lost) == 1, caplog.text
+    per_file = len(expected) // len(long_videos)
+    assert per_file >= 6
+    assert 0 < lost[0] < per_file, "the pass stopped mid-file, with rows already delivered"

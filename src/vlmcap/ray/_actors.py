@@ -97,14 +97,18 @@ class DecodeWorker:
             )
         return Work(window.source, window.decoded.plan, window.num_windows, frames, made)
 
-    def file(self, path: str, stored: Sequence[WindowCaption]) -> Iterator[Batch]:
+    def file(
+        self, path: str, stored: Sequence[WindowCaption], done: Sequence[WindowCaption] = ()
+    ) -> Iterator[Batch]:
         """Yield the file's batches: at most ``batch_windows`` windows each, in window order.
 
         ``stored`` are the file's rows from earlier runs (same fingerprint): passed through,
-        never decoded again.
+        never decoded again. ``done`` are rows this run has delivered already (an earlier pass
+        over the file stopped early): neither decoded nor yielded again.
         """
         o = self.options
-        index = ResumeIndex.build(stored, o.fingerprint)
+        index = ResumeIndex.build([*done, *stored], o.fingerprint)
+        skip = {row.window_index for row in done}
         items: list[WindowCaption | Work] = []
         windows = 0
         for item in _file_items(
@@ -115,7 +119,7 @@ class DecodeWorker:
             max_side=o.max_side,
             fingerprint=o.fingerprint,
         ):
-            if isinstance(item, _Ready):
+            if isinstance(item, _Ready) and item.row.window_index not in skip:
                 items.append(item.row)
             elif isinstance(item, _Window):
                 work = self._work(item)
@@ -126,6 +130,10 @@ class DecodeWorker:
                 items, windows = [], 0
         if items:
             yield Batch(path, tuple(items))
+
+    def where(self) -> tuple[str, int]:
+        """The actor's node id and process id (placement checks, fault-injection tests)."""
+        return _where()
 
 
 class _Pending:
@@ -178,9 +186,11 @@ class EngineWorker:
 
     def pid(self) -> int:
         """The actor's process id (for fault-injection tests)."""
-        import os
+        return _where()[1]
 
-        return os.getpid()
+    def where(self) -> tuple[str, int]:
+        """The actor's node id and process id (placement checks, fault-injection tests)."""
+        return _where()
 
     def _feed(self) -> Iterator[Mapping[str, Any] | None]:
         while True:
@@ -248,3 +258,11 @@ class EngineWorker:
 
 def _result(result: CaptionResult | None) -> CaptionResult:
     return result if result is not None else CaptionResult.failure("engine: no result")
+
+
+def _where() -> tuple[str, int]:
+    import os
+
+    import ray
+
+    return ray.get_runtime_context().get_node_id(), os.getpid()

@@ -11,8 +11,11 @@ pulling, so memory stays bounded however large the dataset.
 
 Faults: an engine actor that dies is restarted by Ray (``max_restarts``) and its unfinished
 batches are retried there (``max_task_retries``); once an actor is gone for good, the driver
-sends its unfinished batches to the others. A batch's rows are written only from the one call
-that returned them, and the sink refuses a second row for a key, so nothing is doubled.
+sends its unfinished batches to the others. A decoder actor that dies mid-file (or a decoded
+batch lost with its node) ends that file's decode pass early: once the pass's batches are back,
+a fresh decoder decodes only the windows still missing (``file_attempts`` passes at most, then
+error rows). The driver keeps each unfinished file's delivered window indices and writes a
+window's row only once; the sink also refuses a second row for a key, so nothing is doubled.
 """
 
 import collections
@@ -20,21 +23,21 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 import ray
-from ray.exceptions import ActorDiedError, RayActorError
+from ray.exceptions import ActorDiedError, RayActorError, RayError
 
 from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap._records import VllmConfig
 from vlmcap.ray._actors import DecodeOptions, DecodeWorker, EngineFactory, EngineWorker
-from vlmcap.video._decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from vlmcap.video._job import JobStats, job_setup
+from vlmcap.video._decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, plan_media, probe
+from vlmcap.video._job import JobStats, OnChange, _error_row, open_output, plan_job
 from vlmcap.video._results import ResumeIndex, WindowCaption
-from vlmcap.video._sink import ResultSink, open_sink
+from vlmcap.video._sink import ResultSink
 from vlmcap.video._windows import WindowSettings
 
 
@@ -51,6 +54,10 @@ def _at_least(minimum: float) -> Any:
             raise ConfigError(f"{attr.name} must be >= {minimum}, got {value}")
 
     return check
+
+
+def _resources(value: Mapping[str, float]) -> dict[str, float]:
+    return {str(k): float(v) for k, v in value.items()}
 
 
 @attrs.frozen
@@ -71,6 +78,15 @@ class RayOptions:
         max_inflight_per_engine: windows in one engine at once (stage 2 included).
         max_restarts: times Ray restarts a dead engine actor (its unfinished batches are retried
             there); ``-1`` forever. After that the other engines take its batches.
+        file_attempts: decode passes per file. A pass that stops early (its decoder actor died,
+            or a decoded batch was lost with its node) is followed by one that decodes only
+            the windows still missing, on a fresh decoder; after ``file_attempts`` passes the
+            missing windows get error rows.
+        engine_resources: custom Ray resources each engine actor reserves (placement: e.g.
+            ``{"vlmcap_engine": 1}`` with ``ray start --resources '{"vlmcap_engine": 8}'`` on GPU
+            nodes).
+        decoder_resources: custom Ray resources each decoder actor reserves (e.g. CPU-only
+            decode nodes).
         name: prefix of the actors' names (``{name}-engine-{i}``, ``{name}-decode-{i}``).
     """
 
@@ -83,6 +99,9 @@ class RayOptions:
     inflight_per_engine: int = attrs.field(default=16, validator=_at_least(1))
     max_inflight_per_engine: int = attrs.field(default=256, validator=_at_least(1))
     max_restarts: int = attrs.field(default=3, validator=_at_least(-1))
+    file_attempts: int = attrs.field(default=3, validator=_at_least(1))
+    engine_resources: Mapping[str, float] = attrs.field(factory=dict, converter=_resources)
+    decoder_resources: Mapping[str, float] = attrs.field(factory=dict, converter=_resources)
     name: str = "vlmcap"
 
     @property
@@ -116,19 +135,36 @@ def default_engines() -> int:
     return int(ray.cluster_resources().get("GPU", 0)) or 1
 
 
+def _needs(options: RayOptions, gpus: float) -> dict[str, float]:
+    """Every resource the actors reserve in all."""
+    need = {"CPU": options.cpus, "GPU": options.engines * gpus}
+    for count, resources in (
+        (options.engines, options.engine_resources),
+        (options.decoders, options.decoder_resources),
+    ):
+        for key, value in resources.items():
+            need[key] = need.get(key, 0.0) + count * value
+    return need
+
+
 def _check_fits(options: RayOptions, gpus: float, have: dict[str, float]) -> None:
     """Refuse a layout the cluster can never place (Ray would wait for it forever)."""
-    need = {"CPU": options.cpus, "GPU": options.engines * gpus}
+    need = _needs(options, gpus)
     short = {k: v for k, v in need.items() if v > have.get(k, 0.0) + 1e-9}
     if short:
         wants = ", ".join(f"{v:g} {k}" for k, v in short.items())
         has = ", ".join(f"{have.get(k, 0.0):g} {k}" for k in short)
         raise ConfigError(
             f"the actors need {wants} but the cluster has {has} in all "
-            f"({options.engines} engine(s) x {options.cpus_per_engine:g} CPU, {gpus:g} GPU; "
-            f"{options.decoders} decoder(s) x {options.cpus_per_decoder:g} CPU); "
+            f"({options.engines} engine(s) x {options.cpus_per_engine:g} CPU, {gpus:g} GPU"
+            f"{_extra(options.engine_resources)}; {options.decoders} decoder(s) x "
+            f"{options.cpus_per_decoder:g} CPU{_extra(options.decoder_resources)}); "
             "use fewer actors or smaller reservations"
         )
+
+
+def _extra(resources: Mapping[str, float]) -> str:
+    return "".join(f", {v:g} {k}" for k, v in resources.items())
 
 
 @attrs.define
@@ -137,6 +173,21 @@ class _Engine:
     name: str
     inflight: int = 0
     alive: bool = True
+
+
+@attrs.define(eq=False)
+class _File:
+    """One file's progress across decode passes (a pass ends early if its decoder dies)."""
+
+    source: str
+    stored: tuple[WindowCaption, ...]
+    delivered: dict[int, WindowCaption] = attrs.field(factory=dict)  # window index -> row
+    batches: int = 0  # pulled from a pass, not yet back from an engine
+    passes: int = 0
+    streaming: bool = False
+    waiting: bool = True  # in the driver's to-do queue
+    redo: bool = False  # a pass lost windows: decode the rest again once nothing is pending
+    error: str = ""  # why the last pass lost windows
 
 
 class _Driver:
@@ -152,6 +203,7 @@ class _Driver:
         bar: Any,
     ) -> None:
         self.options = options
+        self.decode = decode
         self.sink = sink
         self.stats = stats
         self.bar = bar
@@ -161,13 +213,13 @@ class _Driver:
             gpus = 1.0 if have.get("GPU", 0) >= 1 else 0.0
         _check_fits(options, gpus, have)
         engine_cls = ray.remote(EngineWorker)
-        decode_cls = ray.remote(DecodeWorker)
         self.engines = [
             _Engine(
                 engine_cls.options(
                     name=f"{options.name}-engine-{i}",
                     num_gpus=gpus,
                     num_cpus=options.cpus_per_engine,
+                    resources=dict(options.engine_resources),
                     max_restarts=options.max_restarts,
                     max_task_retries=-1,
                     max_concurrency=options.inflight_per_engine + 2,  # + pid() and close()
@@ -177,15 +229,27 @@ class _Driver:
             for i in range(options.engines)
         ]
         self.decoders = [
-            decode_cls.options(
-                name=f"{options.name}-decode-{i}", num_cpus=options.cpus_per_decoder
-            ).remote(decode)
-            for i in range(options.decoders)
+            self._decoder(f"{options.name}-decode-{i}") for i in range(options.decoders)
         ]
+        self.replaced = 0
         self.idle = collections.deque(self.decoders)
-        self.streams: dict[Any, Any] = {}  # file's batch generator -> its decoder
-        self.queued: collections.deque[Any] = collections.deque()  # refs of decoded batches
-        self.inflight: dict[Any, tuple[_Engine, Any]] = {}  # result ref -> (engine, batch ref)
+        self.todo: collections.deque[_File] = collections.deque()
+        self.streams: dict[Any, tuple[Any, _File]] = {}  # a pass's batch generator -> decoder, file
+        self.queued: collections.deque[tuple[Any, _File]] = collections.deque()  # decoded batches
+        self.inflight: dict[Any, tuple[_Engine, Any, _File]] = {}  # result -> engine, batch, file
+
+    def _decoder(self, name: str) -> Any:
+        o = self.options
+        return (
+            ray.remote(DecodeWorker)
+            .options(
+                name=name,
+                num_cpus=o.cpus_per_decoder,
+                resources=dict(o.decoder_resources),
+                max_concurrency=2,  # one file at a time, plus where() while it runs
+            )
+            .remote(self.decode)
+        )
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Shut the engines down (waiting up to ``timeout_s``), then stop every actor."""
@@ -206,52 +270,147 @@ class _Driver:
                     raise ClusterError("every engine actor died; the output can be resumed")
                 return
             engine = min(alive, key=lambda e: e.inflight)
-            batch = self.queued.popleft()
-            self.inflight[engine.handle.caption.remote(batch)] = (engine, batch)
+            batch, file = self.queued.popleft()
+            self.inflight[engine.handle.caption.remote(batch)] = (engine, batch, file)
             engine.inflight += 1
 
-    def _pull(self, stream: Any) -> None:
+    def _start(self) -> None:
+        """Start a decode pass for each waiting file an idle decoder can take."""
+        while self.todo and self.idle:
+            decoder = self.idle.popleft()
+            file = self.todo.popleft()
+            file.waiting, file.streaming = False, True
+            file.passes += 1
+            stream = decoder.file.options(_generator_backpressure_num_objects=2).remote(
+                file.source, file.stored, tuple(file.delivered.values())
+            )
+            self.streams[stream] = (decoder, file)
+
+    def _pull(self, stream: Any) -> list[WindowCaption]:
+        decoder, file = self.streams[stream]
         try:
             ref = next(stream)
         except StopIteration:
-            self.idle.append(self.streams.pop(stream))
-            self.stats.files += 1
-            self.bar.update(1)
-            return
-        self.queued.append(ref)
+            del self.streams[stream]
+            self.idle.append(decoder)
+            file.streaming = False
+            return self._settle(file)
+        if ref == stream.completed():  # the pass failed: Ray surfaces the task's error here
+            del self.streams[stream]
+            file.streaming = False
+            return self._pass_failed(decoder, file, ref)
+        self.queued.append((ref, file))
+        file.batches += 1
+        return []
+
+    def _pass_failed(self, decoder: Any, file: _File, ref: Any) -> list[WindowCaption]:
+        """A decode pass ended with an error: replace its decoder if it died; redo the file."""
+        try:
+            ray.get(ref)
+        except RayActorError as exc:
+            error = f"decoder actor died ({type(exc).__name__})"
+            self.replaced += 1
+            fresh = self._decoder(f"{self.options.name}-decode-r{self.replaced}")
+            self.decoders[self.decoders.index(decoder)] = fresh
+            ray.kill(decoder, no_restart=True)
+            decoder = fresh
+        except Exception as exc:  # noqa: BLE001 - any failure of a pass is retried, bounded
+            error = f"decode: {type(exc).__name__}: {exc}"
+        else:
+            error = "decode pass ended without its end marker"
+        self.idle.append(decoder)
+        log.warning(
+            "%s: decode pass %d lost the file after %d of its rows (%s); decoding the rest again",
+            file.source, file.passes, len(file.delivered), error,
+        )
+        file.redo, file.error = True, error
+        return self._settle(file)
+
+    def _settle(self, file: _File) -> list[WindowCaption]:
+        """Once nothing of ``file`` is pending: decode its missing windows again, or count it done.
+
+        Returns rows to yield (error rows for windows still missing after the last pass).
+        """
+        if file.streaming or file.batches or file.waiting:
+            return []
+        rows: list[WindowCaption] = []
+        if file.redo:
+            file.redo = False
+            if file.passes < self.options.file_attempts:
+                file.waiting = True
+                self.todo.appendleft(file)
+                return []
+            rows = self._deliver(file, self._missing_rows(file))
+        self.stats.files += 1
+        self.bar.update(1)
+        return rows
+
+    def _missing_rows(self, file: _File) -> list[WindowCaption]:
+        """Error rows for the windows of ``file`` no pass delivered."""
+        d = self.decode
+        error = f"decode: gave up after {file.passes} passes; last: {file.error}"
+        log.error("%s: %s", file.source, error)
+        try:
+            info = probe(
+                Path(file.source), max_side=d.max_side, sampling_fps=d.settings.sampling_fps
+            )
+            plans = plan_media(info, d.settings)
+        except Exception:  # noqa: BLE001 - the row says why; the probe's own error adds nothing
+            plans = ()
+        if plans:
+            return [
+                _error_row(file.source, p, len(plans), error, d.fingerprint)
+                for p in plans
+                if p.window.index not in file.delivered
+            ]
+        if file.delivered:
+            return []
+        return [WindowCaption.file_error(file.source, error, d.fingerprint)]
+
+    def _deliver(self, file: _File, rows: list[WindowCaption]) -> list[WindowCaption]:
+        """Write and count the rows of ``file`` not delivered before (each window once)."""
+        fresh = [r for r in rows if r.window_index not in file.delivered]
+        for row in fresh:
+            file.delivered[row.window_index] = row
+        new = [r for r in fresh if not r.resumed]
+        if self.sink is not None:
+            self.sink.append(new)
+        self.stats.windows_captioned += sum(r.frames > 0 for r in new)
+        for row in fresh:
+            self.stats.add(row)
+        return fresh
 
     def _finish(self, ref: Any) -> list[WindowCaption]:
-        engine, batch = self.inflight.pop(ref)
+        engine, batch, file = self.inflight.pop(ref)
         engine.inflight -= 1
         try:
             rows: list[WindowCaption] = ray.get(ref)
         except RayActorError as exc:
-            if isinstance(exc, ActorDiedError):
-                engine.alive = False
-            log.warning("engine actor %s lost a batch (%s); retrying it", engine.name, exc)
-            self.queued.appendleft(batch)
-            return []
-        new = [r for r in rows if not r.resumed]
-        if self.sink is not None:
-            self.sink.append(new)
-        self.stats.windows_captioned += sum(r.frames > 0 for r in new)
-        for row in rows:
-            self.stats.add(row)
-        return rows
+            if _actor_hex(exc) in (None, engine.handle._actor_id.hex()):  # noqa: SLF001
+                if isinstance(exc, ActorDiedError):
+                    engine.alive = False
+                log.warning("engine actor %s lost a batch (%s); retrying it", engine.name, exc)
+                self.queued.appendleft((batch, file))
+                return []
+            return self._lost(file, f"batch lost: {type(exc).__name__}")
+        except RayError as exc:  # the batch itself is gone (its node died) or failed
+            return self._lost(file, f"batch lost: {type(exc).__name__}: {exc}")
+        file.batches -= 1
+        return self._deliver(file, rows) + self._settle(file)
+
+    def _lost(self, file: _File, error: str) -> list[WindowCaption]:
+        log.warning("%s: %s; decoding its missing windows again", file.source, error)
+        file.batches -= 1
+        file.redo, file.error = True, error
+        return self._settle(file)
 
     def run(
         self, files: Iterable[tuple[str, tuple[WindowCaption, ...]]]
     ) -> Iterator[WindowCaption]:
         """Caption ``(source, stored rows)`` files; yield rows as their batches finish."""
-        todo = collections.deque(files)
-        while todo or self.streams or self.queued or self.inflight:
-            while todo and self.idle:
-                decoder = self.idle.popleft()
-                path, stored = todo.popleft()
-                stream = decoder.file.options(_generator_backpressure_num_objects=2).remote(
-                    path, stored
-                )
-                self.streams[stream] = decoder
+        self.todo.extend(_File(source, stored) for source, stored in files)
+        while self.todo or self.streams or self.queued or self.inflight:
+            self._start()
             self._dispatch()
             waitables = list(self.inflight)
             if len(self.queued) < self.options.queued_batches:
@@ -263,7 +422,13 @@ class _Driver:
                 if done in self.inflight:
                     yield from self._finish(done)
                 else:
-                    self._pull(done)
+                    yield from self._pull(done)
+
+
+def _actor_hex(exc: RayActorError) -> str | None:
+    """The id of the actor an error is about, when Ray says."""
+    actor_id = getattr(exc, "actor_id", None)
+    return None if actor_id is None else str(actor_id)
 
 
 def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
@@ -274,6 +439,8 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
     prompt: str | None = None,
     out: Path | str | None = None,
     resume: bool = True,
+    on_change: OnChange = "refuse",
+    retry_errors: bool = False,
     progress: bool = True,
     settings: WindowSettings | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -296,6 +463,9 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
         prompt: the caption prompt; default from ``config``.
         out: a ``.jsonl`` file or ``.parquet`` folder, written only by this process.
         resume: skip windows already in ``out`` (yielded again with ``resumed=True``).
+        on_change: rows of other settings in ``out``: refuse, alongside or replace (as in
+            :func:`vlmcap.caption_paths`).
+        retry_errors: caption the windows of earlier error rows again.
         progress: show a per-file progress bar on stderr.
         settings: windowing; default ``WindowSettings(sampling_fps=config.sampling_fps)``.
         max_pixels: per-frame pixel budget; ``None`` keeps native frames.
@@ -315,12 +485,18 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
         ClusterError: every engine actor died for good.
     """
     opts = options or RayOptions()
-    text, s, fingerprint, files = job_setup(
+    plan = plan_job(
         paths, config, prompt, settings, max_pixels=max_pixels, batch_windows=batch_windows
     )
+    text, s, fingerprint, files = plan.prompt, plan.settings, plan.fingerprint, plan.files
     st = stats if stats is not None else JobStats()
+    st.fingerprint, st.skipped = fingerprint, plan.scan.describe_skipped()
     t_start = time.monotonic()
-    sink: ResultSink | None = open_sink(out, resume=resume) if out is not None else None
+    sink: ResultSink | None = None
+    if out is not None:
+        sink = open_output(
+            out, plan, st, resume=resume, on_change=on_change, retry_errors=retry_errors
+        )
     bar = importlib.import_module("tqdm").tqdm(
         total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
