@@ -1,27 +1,31 @@
-"""GPU throughput of the ways to drive vLLM for video captioning, all in one engine and one run.
+"""GPU throughput of the ways to drive vLLM for video captioning, all in one run.
 
 Usage (GPU machine, vLLM 0.26, see benchmarks/README.md)::
 
     python -m benchmarks.bench_throughput --workload W1 --out benchmarks/results
 
-and on CPU with the tiny checkpoint (a smoke run, seconds)::
+and on CPU with the tiny checkpoint (a smoke run)::
 
     python -m benchmarks.bench_throughput --workload tiny --out /tmp/bench
 
+The synchronous modes share one ``LLM``; the ``AsyncLLM`` peer modes (:mod:`vlmcap.bench._peers`)
+run after it is shut down, on an engine with the same settings (the ``tuned`` peer on one more).
 Every mode captions its own freshly generated clips (different seeds) and the prefix and
-multimodal caches are reset between modes, so no mode profits from another's work. Figures are
-reported as ratios to ``naive_generate`` of the same run.
+multimodal caches are reset between modes, so no mode profits from another's work. Each mode
+records vLLM's cache counters, the CPU cores it kept busy and how many requests took their whole
+video from the prefix cache. Figures are reported as ratios to ``naive_generate`` of the same run.
 """
 
 import argparse
 import datetime as dt
+import functools
 import gc
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +35,29 @@ import torch
 import vlmcap
 from vlmcap import _vllm_compat
 from vlmcap._captioner import _as_engine
-from vlmcap.plugins.qwen import VllmQwen7B, chat_token_ids
+from vlmcap.bench import _peers
+from vlmcap.bench._stats import ModeResult, count_tokens, measured
+from vlmcap.plugins.qwen import VllmQwen7B, block_aligned_ids, chat_token_ids, video_token_count
 
 
-MODES = (
+SYNC_MODES = (
     "naive_generate",
     "reference_inflight",
     "vlmcap",
+    "vlmcap_nochecks",
     "naive_two_stage",
+    "naive_two_stage_aligned",
     "vlmcap_two_stage",
     "text_only_sol",
 )
+"""Modes of the one synchronous ``LLM`` (``prerendered`` and ``vlmcap*@N`` on request)."""
+
+ASYNC_MODES = ("async_llm", "async_llm_two_stage", "async_llm_tuned")
+"""``AsyncLLM`` peers; ``async_llm`` and ``async_llm_tuned`` are swept over ``--async-sweep``
+(``<mode>@N`` each, the best as ``<mode>``), ``async_llm_two_stage`` runs at the best N of
+``async_llm`` (or ``--async-two-stage-n``)."""
+
+MODES = SYNC_MODES + ASYNC_MODES
 
 
 @attrs.frozen
@@ -61,30 +77,6 @@ WORKLOADS = {
     "W2": Workload("W2", 64, 16, 560, 1008, 512),
     "tiny": Workload("tiny", 6, 4, 112, 112, 8),
 }
-
-
-@attrs.frozen
-class ModeResult:
-    """What one mode achieved."""
-
-    clips: int
-    wall_s: float
-    prompt_tokens: int
-    output_tokens: int
-    errors: int
-    extra: dict[str, float] = attrs.field(factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form, with rates."""
-        return {
-            "clips_per_s": self.clips / self.wall_s,
-            "prompt_tokens_per_s": self.prompt_tokens / self.wall_s,
-            "output_tokens_per_s": self.output_tokens / self.wall_s,
-            "wall_s": self.wall_s,
-            "clips": self.clips,
-            "errors": self.errors,
-            **self.extra,
-        }
 
 
 def make_clips(w: Workload, seed: int) -> list[torch.Tensor]:
@@ -107,12 +99,6 @@ def _naive_inputs(clips: Sequence[torch.Tensor], ids: list[int]) -> list[dict[st
     ]
 
 
-def _count(outs: Sequence[Any]) -> tuple[int, int]:
-    p = sum(len(o.prompt_token_ids or []) for o in outs)
-    o = sum(len(o.outputs[0].token_ids) for o in outs)
-    return p, o
-
-
 def _reset(llm: Any) -> None:
     for name in ("reset_prefix_cache", "reset_mm_cache"):
         fn = getattr(llm, name, None)
@@ -120,8 +106,23 @@ def _reset(llm: Any) -> None:
             fn()
 
 
+def stage2_inputs(
+    processor: Any, out: Any, inputs: Mapping[str, Any], *, aligned: bool = False
+) -> dict[str, Any]:
+    """The naive stage-2 request: refine prompt + stage-1 text over the same video.
+
+    Peers do not align; ``aligned`` uses vlmcap's block-aligned layout.
+    """
+    text = vlmcap.DEFAULT_STAGE2_PROMPT + out.outputs[0].text
+    ids = chat_token_ids(processor, text)
+    video = inputs["multi_modal_data"]["video"]
+    if aligned:
+        ids = block_aligned_ids(ids, processor, video_token_count(video, processor))
+    return {"prompt_token_ids": ids, "multi_modal_data": {"video": video}}
+
+
 class Runner:
-    """Holds the engine and everything shared by the modes."""
+    """Holds the synchronous engine and everything shared by the modes."""
 
     def __init__(self, llm: Any, processor: Any, config: vlmcap.VllmConfig, w: Workload) -> None:
         self.llm = llm
@@ -131,21 +132,30 @@ class Runner:
         self.params = vlmcap.sampling_params(config)
         self.prompt = vlmcap.get_prompt()
         self.ids = chat_token_ids(processor, self.prompt)
-        self.refine_ids = chat_token_ids(processor, vlmcap.DEFAULT_STAGE2_PROMPT + "x " * 40)
         self.prompt_tokens_per_clip = 0
 
-    def naive_generate(self, clips: list[torch.Tensor]) -> ModeResult:
+    def naive_inputs(self, clips: Sequence[torch.Tensor], *, aligned: bool = False) -> list[Any]:
+        """uint8 frames + metadata and the chat prompt's ids (the way peers send clips)."""
         inputs = _naive_inputs(clips, self.ids)
+        if aligned:
+            for inp in inputs:
+                video = inp["multi_modal_data"]["video"]
+                n = video_token_count(video, self.processor)
+                inp["prompt_token_ids"] = block_aligned_ids(self.ids, self.processor, n)
+        return inputs
+
+    def naive_generate(self, clips: list[torch.Tensor]) -> ModeResult:
+        inputs = self.naive_inputs(clips)
         t0 = time.perf_counter()
         outs = self.llm.generate(inputs, self.params, use_tqdm=False)
         wall = time.perf_counter() - t0
-        p, o = _count(outs)
+        p, o = count_tokens(outs)
         self.prompt_tokens_per_clip = p // len(outs)
-        return ModeResult(len(clips), wall, p, o, 0)
+        return ModeResult(len(clips), wall, p, o, 0, outputs=outs)
 
     def reference_inflight(self, clips: list[torch.Tensor]) -> ModeResult:
         """cosmos-curate's loop: one ``add_request`` per ``step()``."""
-        inputs = _naive_inputs(clips, self.ids)
+        inputs = self.naive_inputs(clips)
         engine = self.llm.llm_engine
         queue = list(enumerate(inputs))
         done: list[Any] = []
@@ -156,8 +166,8 @@ class Runner:
                 engine.add_request(f"ref-{i}", inp, self.params)
             done += [o for o in engine.step() if o.finished]
         wall = time.perf_counter() - t0
-        p, o = _count(done)
-        return ModeResult(len(clips), wall, p, o, 0)
+        p, o = count_tokens(done)
+        return ModeResult(len(clips), wall, p, o, 0, outputs=done)
 
     def _vlmcap(self, clips: list[torch.Tensor], *, two_stage: bool, cap: int = 0) -> ModeResult:
         timer = _EngineTimer(_as_engine(self.llm))
@@ -183,10 +193,17 @@ class Runner:
                 "engine_add_s": timer.add_s,
                 "engine_step_s": timer.step_s,
             },
+            timer.outputs,
         )
 
     def vlmcap(self, clips: list[torch.Tensor], cap: int = 0) -> ModeResult:
         return self._vlmcap(clips, two_stage=False, cap=cap)
+
+    def vlmcap_nochecks(self, clips: list[torch.Tensor], cap: int = 0) -> ModeResult:
+        """``vlmcap`` with jaxtyping's runtime shape checks off (restored after)."""
+        with _jaxtyping_disabled() as state:
+            res = self._vlmcap(clips, two_stage=False, cap=cap)
+        return attrs.evolve(res, extra={**res.extra, "jaxtyping_disable": state})
 
     def vlmcap_two_stage(self, clips: list[torch.Tensor], cap: int = 0) -> ModeResult:
         return self._vlmcap(clips, two_stage=True, cap=cap)
@@ -194,7 +211,7 @@ class Runner:
     def prerendered(self, clips: list[torch.Tensor]) -> ModeResult:
         """Engine-side cost only: requests rendered before the clock starts, then added."""
         fn = self.llm._preprocess_cmpl_one
-        rendered = [fn(inp) for inp in _naive_inputs(clips, self.ids)]
+        rendered = [fn(inp) for inp in self.naive_inputs(clips)]
         engine = self.llm.llm_engine
         done: list[Any] = []
         t0 = time.perf_counter()
@@ -203,27 +220,26 @@ class Runner:
         while engine.has_unfinished_requests():
             done += [o for o in engine.step() if o.finished]
         wall = time.perf_counter() - t0
-        p, o = _count(done)
-        return ModeResult(len(clips), wall, p, o, 0)
+        p, o = count_tokens(done)
+        return ModeResult(len(clips), wall, p, o, 0, outputs=done)
 
-    def naive_two_stage(self, clips: list[torch.Tensor]) -> ModeResult:
-        inputs = _naive_inputs(clips, self.ids)
+    def naive_two_stage(self, clips: list[torch.Tensor], *, aligned: bool = False) -> ModeResult:
+        inputs = self.naive_inputs(clips, aligned=aligned)
         t0 = time.perf_counter()
         outs1 = self.llm.generate(inputs, self.params, use_tqdm=False)
         stage2 = [
-            {
-                "prompt_token_ids": chat_token_ids(
-                    self.processor, vlmcap.DEFAULT_STAGE2_PROMPT + o.outputs[0].text
-                ),
-                "multi_modal_data": inp["multi_modal_data"],
-            }
+            stage2_inputs(self.processor, o, inp, aligned=aligned)
             for o, inp in zip(outs1, inputs, strict=True)
         ]
         outs2 = self.llm.generate(stage2, self.params, use_tqdm=False)
         wall = time.perf_counter() - t0
-        p1, o1 = _count(outs1)
-        p2, o2 = _count(outs2)
-        return ModeResult(len(clips), wall, p1 + p2, o1 + o2, 0)
+        p1, o1 = count_tokens(outs1)
+        p2, o2 = count_tokens(outs2)
+        return ModeResult(len(clips), wall, p1 + p2, o1 + o2, 0, outputs=[*outs1, *outs2])
+
+    def naive_two_stage_aligned(self, clips: list[torch.Tensor]) -> ModeResult:
+        """``naive_two_stage`` with vlmcap's block-aligned prompt layout (the layout alone)."""
+        return self.naive_two_stage(clips, aligned=True)
 
     def text_only_sol(self, clips: list[torch.Tensor]) -> ModeResult:
         n = self.prompt_tokens_per_clip or len(self.ids)
@@ -237,8 +253,28 @@ class Runner:
         t0 = time.perf_counter()
         outs = self.llm.generate(prompts, self.params, use_tqdm=False)
         wall = time.perf_counter() - t0
-        p, o = _count(outs)
+        p, o = count_tokens(outs)
         return ModeResult(len(clips), wall, p, o, 0)
+
+
+class _jaxtyping_disabled:  # noqa: N801 - used as a context manager
+    """Turns jaxtyping's runtime checks off inside ``with``; restores the previous setting."""
+
+    def __enter__(self) -> str:
+        try:
+            import jaxtyping
+        except ImportError:
+            self._prev: bool | None = None
+            return "jaxtyping not installed"
+        self._prev = bool(jaxtyping.config.jaxtyping_disable)
+        jaxtyping.config.update("jaxtyping_disable", True)
+        return "disabled"
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._prev is not None:
+            import jaxtyping
+
+            jaxtyping.config.update("jaxtyping_disable", self._prev)
 
 
 class _EngineTimer:
@@ -248,6 +284,8 @@ class _EngineTimer:
         self._engine = engine
         self.add_s = 0.0
         self.step_s = 0.0
+        self.outputs: list[Any] = []
+        """vLLM ``RequestOutput``s of the finished requests."""
 
     @property
     def engine_s(self) -> float:
@@ -270,9 +308,11 @@ class _EngineTimer:
     def step(self) -> Any:
         t = time.perf_counter()
         try:
-            return self._engine.step()
+            done = self._engine.step()
         finally:
             self.step_s += time.perf_counter() - t
+        self.outputs += [f.output for f in done if f.output is not None]
+        return done
 
     def abort(self, ids: Any) -> None:
         self._engine.abort(ids)
@@ -340,8 +380,151 @@ def bench_config(
     return config, load_format
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Run the chosen modes and return the results document."""
+def _base(mode: str) -> str:
+    return mode.partition("@")[0]
+
+
+def mode_list(requested: Sequence[str]) -> list[str]:
+    """The modes to run: :data:`MODES` order, then extra ``<mode>@N`` ones.
+
+    ``naive_generate``, the baseline of every ratio, is always run.
+    """
+    extra = [m for m in requested if m not in MODES and m != "all"]
+    modes = list(MODES) + extra
+    if "all" not in requested:
+        modes = [m for m in modes if m in requested]
+    if "naive_generate" not in modes:
+        modes.insert(0, "naive_generate")
+    return modes
+
+
+def _print(mode: str, res: ModeResult) -> None:
+    d = res.as_dict()
+    print(
+        f"{mode:26} {d['clips_per_s']:6.2f} clips/s  ({res.wall_s:.1f} s, "
+        f"{d['cpu_cores_busy']:.1f} cores busy, "
+        f"{d.get('requests_video_from_prefix_cache', 0)} video from prefix cache)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _sync_phase(  # noqa: PLR0913 - one engine's worth of modes
+    args: argparse.Namespace,
+    kwargs: dict[str, Any],
+    runner: Runner,
+    modes: Sequence[str],
+    vision_end_id: int,
+    report: Callable[[str, ModeResult], None],
+) -> dict[str, Any]:
+    """Start the ``LLM``, warm it up, run ``modes`` on it, shut it down; diagnostics."""
+    w = runner.w
+    t0 = time.perf_counter()
+    llm = _vllm_compat.build_llm(**kwargs)
+    start_s = time.perf_counter() - t0
+    runner.llm = llm
+    try:
+        runner.naive_generate(make_clips(attrs.evolve(w, clips=min(8, w.clips)), seed=999))
+        diagnostics: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
+        if args.render_scaling:
+            for k, workers in enumerate((1, 4, 16)):
+                _reset(llm)
+                some = make_clips(attrs.evolve(w, clips=16), seed=500 + k)
+                s = render_pool_seconds_per_clip(llm, some, runner.ids, workers)
+                diagnostics[f"render_pool_{workers}_s_per_clip"] = s
+        fresh = make_clips(attrs.evolve(w, clips=min(4, w.clips)), seed=998)  # in no cache
+        diagnostics |= {
+            "engine_start_s": start_s,
+            "render_s_per_clip_single_thread": render_seconds_per_clip(llm, fresh, runner.ids),
+            "render_workers": _vllm_compat.render_workers(),
+        }
+        for k, mode in enumerate(modes):
+            _reset(llm)
+            clips = make_clips(w, seed=k)
+            name, _, cap = mode.partition("@")
+            fn: Callable[..., ModeResult] = getattr(runner, name)
+            args_ = (clips, int(cap)) if cap else (clips,)
+            res = measured(functools.partial(fn, *args_), vision_end_id)
+            del clips, args_
+            gc.collect()
+            report(mode, res)
+    finally:
+        runner.llm = None
+        _vllm_compat.shutdown_llm(llm)
+        del llm
+        gc.collect()
+    return diagnostics
+
+
+def _async_runs(
+    args: argparse.Namespace, modes: Sequence[str], results: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, int, bool]]:
+    """``(result name, semaphore, two_stage)`` of the peer modes, lazily.
+
+    The two-stage peer runs at the best semaphore of the ``async_llm`` sweep run before it.
+    """
+    for mode in modes:
+        name, _, n = mode.partition("@")
+        two = name.endswith("two_stage")
+        if n:
+            yield mode, int(n), two
+        elif two:
+            sweep = {
+                int(k.partition("@")[2]): v["clips_per_s"]
+                for k, v in results.items()
+                if k.startswith("async_llm@")
+            }
+            best = max(sweep, key=lambda n: sweep[n]) if sweep else max(args.async_sweep)
+            yield name, args.async_two_stage_n or best, True
+        else:
+            for limit in args.async_sweep:
+                yield f"{name}@{limit}", limit, False
+
+
+def _best_of_sweeps(results: dict[str, dict[str, Any]]) -> None:
+    """``async_llm`` / ``async_llm_tuned``: the best of their ``@N`` runs."""
+    for name in ("async_llm", "async_llm_tuned"):
+        runs = {k: v for k, v in results.items() if k.startswith(f"{name}@")}
+        if runs and name not in results:
+            best = max(runs, key=lambda k: runs[k]["clips_per_s"])
+            results[name] = {**runs[best], "best_of": sorted(runs)}
+
+
+def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Each mode's ratio to ``naive_generate``, and the issue's target ratios."""
+    rate = {k: v["clips_per_s"] for k, v in results.items()}
+    if rate.get("naive_generate"):
+        for r in results.values():
+            r["ratio_to_naive_generate"] = r["clips_per_s"] / rate["naive_generate"]
+    out: dict[str, float] = {}
+    pairs = {
+        "vlmcap_over_naive_generate": ("vlmcap", "naive_generate"),
+        "vlmcap_over_text_only_sol": ("vlmcap", "text_only_sol"),
+        "vlmcap_two_stage_over_vlmcap": ("vlmcap_two_stage", "vlmcap"),
+        "vlmcap_nochecks_over_vlmcap": ("vlmcap_nochecks", "vlmcap"),
+        "naive_two_stage_aligned_over_naive_two_stage": (
+            "naive_two_stage_aligned",
+            "naive_two_stage",
+        ),
+        "vlmcap_two_stage_over_async_llm_two_stage": ("vlmcap_two_stage", "async_llm_two_stage"),
+    }
+    for key, (a, b) in pairs.items():
+        if rate.get(a) and rate.get(b):
+            out[key] = rate[a] / rate[b]
+    peers = [rate[k] for k in ("reference_inflight", "async_llm", "async_llm_tuned") if k in rate]
+    if "vlmcap" in rate and peers:
+        out["vlmcap_over_best_peer"] = rate["vlmcap"] / max(peers)
+    if "vlmcap" in results and "vlmcap_nochecks" in results:
+        checked, unchecked = results["vlmcap"], results["vlmcap_nochecks"]
+        out["runtime_checks_own_s"] = checked["vlmcap_own_s"] - unchecked["vlmcap_own_s"]
+        out["runtime_checks_fraction_of_wall"] = out["runtime_checks_own_s"] / checked["wall_s"]
+    return out
+
+
+def run(
+    args: argparse.Namespace, checkpoint: Callable[[dict[str, Any]], object] = lambda _d: None
+) -> dict[str, Any]:
+    """Run the chosen modes and return the results document (``checkpoint``-ed after each)."""
     import vllm
 
     w = WORKLOADS[args.workload]
@@ -354,73 +537,65 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         max_model_len=args.max_model_len,
         disable_mmcache=args.disable_mmcache,
     )
+    if args.no_compile_mm_encoder:
+        config = attrs.evolve(config, compile_mm_encoder=False)
     kwargs = VllmQwen7B.engine_kwargs(config)
     kwargs["load_format"] = load_format
+    kwargs["disable_log_stats"] = False  # vLLM's counters, read per mode
     kwargs.update(json.loads(args.engine_json))
-    t0 = time.perf_counter()
-    llm = _vllm_compat.build_llm(**kwargs)
-    start_s = time.perf_counter() - t0
     processor = vlmcap.auto_processor(config)
-    runner = Runner(llm, processor, config, w)
-    warm = make_clips(attrs.evolve(w, clips=min(8, w.clips)), seed=999)
-    runner.naive_generate(warm)
-    diagnostics_pre: dict[str, Any] = {"torch_num_threads": torch.get_num_threads()}
-    fresh = make_clips(attrs.evolve(w, clips=min(4, w.clips)), seed=998)  # not in any cache
-    if args.render_scaling:
-        for k, workers in enumerate((1, 4, 16)):
-            _reset(llm)
-            some = make_clips(attrs.evolve(w, clips=16), seed=500 + k)
-            s = render_pool_seconds_per_clip(llm, some, runner.ids, workers)
-            print(f"render pool {workers:2} threads: {s * 1000:.1f} ms/clip", file=sys.stderr)
-            diagnostics_pre[f"render_pool_{workers}_s_per_clip"] = s
-    diagnostics = {
-        **diagnostics_pre,
-        "engine_start_s": start_s,
-        "render_s_per_clip_single_thread": render_seconds_per_clip(llm, fresh, runner.ids),
-        "render_workers": _vllm_compat.render_workers(),
-    }
-    # "vlmcap_two_stage@64": the vlmcap modes with max_inflight_requests=64
-    modes = list(MODES) + [m for m in args.modes if m not in MODES and m != "all"]
-    if "all" not in args.modes:
-        modes = [m for m in modes if m in args.modes]
-    if "text_only_sol" in modes and "naive_generate" not in modes:
-        modes.insert(0, "naive_generate")
+    vision_end_id = int(processor.tokenizer.convert_tokens_to_ids("<|vision_end|>"))
+    runner = Runner(None, processor, config, w)
+    modes = mode_list(args.modes)
     results: dict[str, dict[str, Any]] = {}
-    for k, mode in enumerate(modes):
-        _reset(llm)
-        clips = make_clips(w, seed=k)
-        name, _, cap = mode.partition("@")
-        fn = getattr(runner, name)
-        res: ModeResult = fn(clips, int(cap)) if cap else fn(clips)
-        del clips
-        gc.collect()
-        results[mode] = res.as_dict()
-        print(
-            f"{mode:20} {res.as_dict()['clips_per_s']:.2f} clips/s  ({res.wall_s:.1f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
-    base = results.get("naive_generate", {}).get("clips_per_s")
-    if base:
-        for r in results.values():
-            r["ratio_to_naive_generate"] = r["clips_per_s"] / base
-    if "vlmcap" in results and "vlmcap_two_stage" in results:
-        diagnostics["vlmcap_two_stage_over_vlmcap"] = (
-            results["vlmcap_two_stage"]["clips_per_s"] / results["vlmcap"]["clips_per_s"]
-        )
-    engine_settings = {k: v for k, v in kwargs.items() if k != "model"}
-    return {
+    diagnostics: dict[str, Any] = {}
+    doc: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "gpu": gpu_name(),
         "vllm_version": vllm.__version__,
         "torch_version": torch.__version__,
         "label": args.label,
-        "workload": attrs.asdict(w) | {"prompt_tokens_per_clip": runner.prompt_tokens_per_clip},
-        "engine": engine_settings,
-        "jaxtyping_disable": os.environ.get("JAXTYPING_DISABLE", ""),
+        "workload": attrs.asdict(w),
+        "engine": {k: v for k, v in kwargs.items() if k != "model"},
+        "peer_tuned_engine": _peers.TUNED,
         "modes": results,
         "diagnostics": diagnostics,
     }
+
+    def report(mode: str, res: ModeResult) -> None:
+        results[mode] = res.as_dict()
+        _print(mode, res)
+        doc["workload"]["prompt_tokens_per_clip"] = runner.prompt_tokens_per_clip
+        diagnostics.update(_ratios(results))
+        checkpoint(doc)
+
+    sync = [m for m in modes if _base(m) not in ASYNC_MODES]
+    peers = [m for m in modes if _base(m) in ASYNC_MODES]
+    diagnostics.update(_sync_phase(args, kwargs, runner, sync, vision_end_id, report))
+
+    def make_inputs(k: int) -> list[dict[str, Any]]:
+        n = min(8, w.clips) if k < 0 else w.clips
+        return runner.naive_inputs(make_clips(attrs.evolve(w, clips=n), seed=100 + k))
+
+    def refine(out: Any, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        return stage2_inputs(processor, out, inputs)
+
+    for engine, extra in (("async_llm", {}), ("async_llm_tuned", _peers.TUNED)):
+        chosen = [m for m in peers if (_base(m) == "async_llm_tuned") == bool(extra)]
+        if chosen:
+            diagnostics[f"{engine}_engine_start_s"] = _peers.run_phase(
+                {**kwargs, **extra},
+                _async_runs(args, chosen, results),
+                make_inputs,
+                runner.params,
+                refine,
+                vision_end_id,
+                report,
+            )
+    _best_of_sweeps(results)
+    diagnostics.update(_ratios(results))
+    checkpoint(doc)
+    return doc
 
 
 def write_results(doc: dict[str, Any], out: Path, *, label: str = "", kind: str = "") -> Path:
@@ -450,11 +625,30 @@ def main(
     p.add_argument("--label", default="")
     p.add_argument("--render-scaling", action="store_true", help="measure render threads 1/4/16")
     p.add_argument("--out", default="benchmarks/results")
+    p.add_argument(
+        "--async-sweep",
+        type=int,
+        nargs="+",
+        default=[64, 128, 256],
+        help="semaphore sizes of the AsyncLLM peers (best reported)",
+    )
+    p.add_argument(
+        "--async-two-stage-n",
+        type=int,
+        default=0,
+        help="semaphore of async_llm_two_stage (default: the best of the async_llm sweep)",
+    )
+    p.add_argument(
+        "--no-compile-mm-encoder",
+        action="store_true",
+        help="VllmConfig.compile_mm_encoder=False (the vision encoder is not compiled)",
+    )
     args = p.parse_args(argv)
     if args.workload == "tiny" and args.max_model_len is None:
         args.max_model_len = 4096
-    doc = run(args)
-    path = write_results(doc, Path(args.out), label=args.label)
+    out = Path(args.out)
+    doc = run(args, lambda d: write_results(d, out, label=args.label))
+    path = write_results(doc, out, label=args.label)
     emit(json.dumps(doc["modes"], indent=1))
     emit(str(path))
     return doc
