@@ -23,9 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from beartype import BeartypeConf, beartype
 
 
 MARKER = "vlmcap_conformance"
+
+beartype_pep484 = beartype(conf=BeartypeConf(is_pep484_tower=True))
+"""The type checker vlmcap's own test suite gives jaxtyping's import hook
+(``--jaxtyping-packages=vlmcap,_vlmcap_pytestplugin.beartype_pep484``): beartype with PEP 484's
+numeric tower (an ``int`` is a valid ``float``), as at vlmcap's public boundary."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -2,6 +2,7 @@
 
 import re
 import subprocess
+import unittest
 import sys
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import pytest
 
 import vlmcap
 from contracts.reference_plugins import bad
+from contracts.reference_plugins.current_images import VllmCurrentImages
+from contracts.reference_plugins.current_qwen import VllmCurrentQwen
+from contracts.reference_plugins.current_text import VllmCurrentText
 from contracts.reference_plugins.image_frames import VllmImageFrames
 from contracts.reference_plugins.text_prompt import VllmTextPrompt
 from contracts.reference_plugins.videollama import VllmVideoLLaMA
@@ -22,7 +26,9 @@ from vlmcap.testing._report import (
 )
 
 
-GOOD_PLUGINS = (VllmVideoLLaMA, VllmTextPrompt, VllmImageFrames)
+GUIDE_FORM = (VllmVideoLLaMA, VllmTextPrompt, VllmImageFrames)
+CURRENT_FORM = (VllmCurrentQwen, VllmCurrentText, VllmCurrentImages)
+GOOD_PLUGINS = GUIDE_FORM + CURRENT_FORM
 MAX_EXAMPLES = 10
 README = Path(__file__).resolve().parent.parent / "README.md"
 CHECK_OF = {c.contract_id: c.name for c in plugin_checks(None, engine=True)}
@@ -169,10 +175,28 @@ def test_failure_record_reads_as_one_line() -> None:
     assert failure.format() == "FAIL C-INPUT-003 check_input_modality_keys: bad key"
 
 
+def test_a_plugin_broken_only_in_make_llm_input_fails_once_and_skips_stage2() -> None:
+    report = check_plugin(bad.VllmInputRaises, max_examples=MAX_EXAMPLES)
+    assert report.failed_contracts == {"C-INPUT-001"}, report.format()
+    refine_skips = [s for s in report.skipped if s.check.startswith("check_refine_")]
+    assert len(refine_skips) == 9
+    assert all("skipped because C-INPUT-001 failed" in s.reason for s in refine_skips)
+
+
+def test_a_single_check_skips_when_the_rule_it_needs_is_broken() -> None:
+    (check,) = [
+        c for c in plugin_checks(bad.VllmInputRaises) if c.name == "check_refine_resets_caption"
+    ]
+    with pytest.raises(unittest.SkipTest, match="skipped because C-INPUT-001 failed"):
+        check(bad.VllmInputRaises)
+
+
 @pytest.mark.engine
-def test_videollama_round_trips_through_the_engine_and_registry_is_restored() -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("plugin", GOOD_PLUGINS, ids=_name)
+def test_good_plugins_of_both_forms_caption_through_the_engine(plugin: type) -> None:
     before = vlmcap.available_variants()
-    report = check_plugin(VllmVideoLLaMA, engine=True, max_examples=5)
+    report = check_plugin(plugin, engine=True, max_examples=5)
     assert report.ok, report.format()
     assert "check_engine_round_trip" in report.checks
     assert vlmcap.available_variants() == before

@@ -18,7 +18,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast, get_type_hints
 
-from beartype import beartype
+from beartype import BeartypeConf, beartype
 from beartype.door import is_bearable
 from jaxtyping import TypeCheckError, jaxtyped
 
@@ -27,6 +27,9 @@ from vlmcap._frames import Frames, check_frames
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_CONF = BeartypeConf(is_pep484_tower=True)
+"""PEP 484's numeric tower: an ``int`` is a valid ``float`` (``sampling_fps=2``)."""
 
 
 class ArgumentTypeError(ConfigError, TypeError):
@@ -80,14 +83,14 @@ def _translate(
         if hint is None:
             continue
         _frames_fields(name, hint, value)  # raises the precise frame error, if that is it
-        if not is_bearable(value, hint):
+        if not is_bearable(value, hint, conf=_CONF):
             return ArgumentTypeError(qualname, name, _hint_text(hint), _describe(value))
     return ArgumentTypeError(qualname, "(shapes)", "consistent shapes", "a mismatch")
 
 
 def boundary(func: F) -> F:
     """Check ``func``'s annotations on every call (jaxtyping + beartype), with typed errors."""
-    checked = jaxtyped(typechecker=beartype)(func)
+    checked = jaxtyped(typechecker=beartype(conf=_CONF))(func)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol, Self, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import attrs
 import torch
@@ -787,7 +787,7 @@ class Captioner:
         if llm is not None:
             shutdown_llm(llm)
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Captioner":
         return self
 
     def __exit__(

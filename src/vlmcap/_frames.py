@@ -12,9 +12,10 @@ from beartype import beartype
 from jaxtyping import Float, TypeCheckError, UInt8, jaxtyped
 
 
-FloatFrames: TypeAlias = Float[torch.Tensor, "frames 3 height width"]
-"""Float frames in [0, 1], channels first."""
-ByteFrames: TypeAlias = UInt8[torch.Tensor, "frames 3 height width"]
+FloatFrames: TypeAlias = Float[torch.Tensor, "_frames 3 _height _width"]
+"""Float frames in [0, 1], channels first. (``_``: sizes are not bound across the arguments and
+result of one call; each video has its own.)"""
+ByteFrames: TypeAlias = UInt8[torch.Tensor, "_frames 3 _height _width"]
 """uint8 frames in [0, 255], channels first (the compact form decoders produce)."""
 Frames: TypeAlias = FloatFrames | ByteFrames
 """What every public vlmcap function accepts as one video: ``(frames, 3, height, width)``."""

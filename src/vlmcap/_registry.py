@@ -4,6 +4,7 @@ Built-ins and entry points are named by ``"module:Class"`` strings and imported 
 listing variants never imports a model's dependencies.
 """
 
+import functools
 import importlib
 import importlib.metadata
 from typing import Any
@@ -43,6 +44,11 @@ def load_object(spec: str) -> Any:
     return obj
 
 
+@functools.cache
+def _spec_plugin(spec: str) -> PluginClass:
+    return check_plugin_structure(load_object(spec))
+
+
 def _entry_points() -> dict[str, str]:
     return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -79,12 +85,18 @@ def unregister_plugin(variant: str) -> None:
 
 
 def get_plugin(variant: str) -> PluginClass:
-    """The plugin class for ``variant``.
+    """The plugin class for ``variant``: a registered variant name, or ``"pkg.module:Class"``.
+
+    The ``"pkg.module:Class"`` form names a plugin that is not installed or registered (a file
+    of your own); it works wherever a variant does (``VllmConfig.model_variant``, ``vlmcap
+    caption --model``, Ray workers, which import it themselves).
 
     Raises:
         UnknownVariantError: no plugin provides it; the message lists the known variants.
         PluginError: the plugin cannot be imported or lacks protocol methods.
     """
+    if ":" in variant:
+        return _spec_plugin(variant)
     if variant in _registered:
         return _registered[variant]
     specs = plugin_specs()

@@ -399,7 +399,9 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
         "inputs", nargs="+", metavar="INPUT",
         help="a video/image file, a folder (searched recursively) or a .txt list of paths",
     )
-    p.add_argument("--model", required=True, metavar="VARIANT", help="plugin variant, e.g. qwen")
+    p.add_argument("--model", required=True, metavar="VARIANT",
+                   help="plugin variant (e.g. qwen), or pkg.module:Class for a plugin of your "
+                        "own that is not installed")
     p.add_argument("--model-path", type=Path, default=None, metavar="DIR",
                    help="local checkpoint folder (default: $VLMCAP_MODEL_DIR/<hf id>, then the "
                         "Hugging Face cache; see `vlmcap download`)")

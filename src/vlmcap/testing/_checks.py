@@ -371,14 +371,6 @@ class _Plugin:
         )
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
-    try:
-        ids = tokenizer.encode(text, add_special_tokens=False)
-    except TypeError:
-        ids = tokenizer.encode(text)
-    return [int(i) for i in ids]
-
-
 def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
     try:
         text = tokenizer.decode(

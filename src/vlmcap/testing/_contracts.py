@@ -55,25 +55,29 @@ _TABLE = (
     ),
     Contract(
         "C-STRUCT-005",
-        "make_llm_input(prompt, frames, processor): these three parameters, in this order, "
-        "positional-or-keyword; any other parameter is an optional keyword argument (vlmcap "
-        "passes metadata= and config= when they are declared).",
-        "vlmcap.make_model_inputs calls make_llm_input(prompt, frames, processor, **extras); "
-        "the seed guide's callers pass the arguments by these names.",
+        "make_llm_input(prompt, frames, processor) (the guide's form) or make_llm_input(prompt, "
+        "frames, metadata, processor, config) (cosmos-curate's current form): these parameters, "
+        "in this order, positional-or-keyword; any other parameter is an optional keyword "
+        "argument (in the guide's form vlmcap passes metadata= and config= when declared); the "
+        "declared return type, if any, is a dict.",
+        "vlmcap.make_model_inputs calls make_llm_input in the plugin's own form (a third "
+        "positional parameter named metadata marks the current form); callers of both eras "
+        "pass the arguments by these names.",
     ),
     Contract(
         "C-STRUCT-006",
         "make_refined_llm_request(request, processor, refine_prompt=None): these parameters, in "
         "this order, refine_prompt defaulting to None; any other parameter is an optional "
-        "keyword argument.",
+        "keyword argument; the declared return type, if any, is VllmCaptionRequest.",
         "vlmcap's stage 2 calls make_refined_llm_request(request, processor, stage2_prompt); "
         "seed-style callers omit refine_prompt to get the plugin's default prompt.",
     ),
     Contract(
         "C-STRUCT-007",
         "decode(vllm_output): one positional-or-keyword parameter named vllm_output; any other "
-        "parameter is an optional keyword argument.",
-        "vlmcap calls decode(output) once per finished vLLM request.",
+        "parameter is an optional keyword argument; the declared return type, if any, is str.",
+        "vlmcap calls decode(output) once per finished vLLM request and stores the caption as "
+        "text; mypy (through vlmcap.PluginClass) and the runtime check read the same protocol.",
     ),
     Contract(
         "C-STRUCT-008",
@@ -86,7 +90,8 @@ _TABLE = (
     Contract(
         "C-INPUT-001",
         "make_llm_input returns a dict, without raising, for every prompt and every frames "
-        "tensor the frame contract allows: (T, 3, H, W), uint8 in [0, 255] or float in [0, 1].",
+        "tensor vlmcap sends: (T, 3, H, W), uint8 in [0, 255] or float32 in [0, 1] (and the "
+        "dtypes the plugin lists in frame_dtypes).",
         "vlmcap hands the caller's frames to the plugin after check_frames(); a plugin that only "
         "works for float32 or for one size fails on real videos.",
     ),
@@ -107,9 +112,11 @@ _TABLE = (
     ),
     Contract(
         "C-INPUT-004",
-        "The video in multi_modal_data is the input frames, or a tensor in the same layout "
-        "(T, 3, H', W') with the same number of frames and, at the same size, the same pixels "
-        "(up to a uint8/float conversion); images are 1..T PIL images or (3, H', W') tensors.",
+        "The video in multi_modal_data is the input frames, or a tensor or array in the same "
+        "layout (T, 3, H', W') or channels-last (T, H', W', 3), as vLLM takes numpy videos, with "
+        "the same number of frames and, at the same size, the same pixels (up to a uint8/float "
+        "conversion), bare or with metadata describing T frames; images are 1..T PIL images or "
+        "(3, H', W') tensors.",
         "The frame contract is (frames, 3, height, width); a transposed or permuted tensor "
         "makes the model see noise (seed guide, bug 5). Dropping frames makes the video "
         "metadata (fps, frame indices) wrong.",
@@ -201,7 +208,8 @@ _TABLE = (
     Contract(
         "C-ENGINE-001",
         "(engine=True only) With the tiny checkpoint, model(config) starts a real vLLM engine "
-        "and vlmcap captions a clip through stage 1 and stage 2 with non-empty captions.",
+        "and vlmcap captions a clip through stage 1 and stage 2 with non-empty captions, with "
+        "in-flight batching on and off.",
         "Only the engine shows that the inputs the plugin builds are what the model's vLLM "
         "processor accepts.",
     ),

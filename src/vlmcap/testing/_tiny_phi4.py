@@ -212,7 +212,12 @@ class Phi4MMAudioFeatureExtractor(transformers.Phi4MultimodalFeatureExtractor):
         if pairs and isinstance(raw_speech[0], tuple):
             kwargs.setdefault("sampling_rate", raw_speech[0][1])
             raw_speech = [audio for audio, _sr in raw_speech]
-        out = super().__call__(raw_speech, *args, **kwargs)
+        # The base class pads by its own first input name; ours (the remote interface's) differ.
+        self.model_input_names = ["audio_input_features", "audio_embed_sizes"]
+        try:
+            out = super().__call__(raw_speech, *args, **kwargs)
+        finally:
+            del self.model_input_names
         out["input_audio_embeds"] = out.pop("audio_input_features")
         return out
 

@@ -20,13 +20,18 @@ Example::
 """
 
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from hypothesis import strategies as st
 
 from vlmcap._records import VideoMetadata, VllmCaptionRequest
+
+
+Draw = Callable[..., Any]
+"""Hypothesis' ``draw`` (its ``DrawFn`` protocol is not runtime-checkable, and vlmcap's test
+suite type-checks every call at runtime through jaxtyping's import hook)."""
 
 
 FRAME_SIDES: tuple[int, ...] = (28, 56, 84, 112)
@@ -72,7 +77,7 @@ def _fill(pattern: str, shape: tuple[int, ...], seed: int, level: float) -> torc
 
 @st.composite
 def frames(  # noqa: PLR0913 - one knob per axis
-    draw: st.DrawFn,
+    draw: Draw,
     *,
     min_frames: int = 1,
     max_frames: int = MAX_FRAMES,
@@ -132,7 +137,7 @@ def video_metadata(
 
 
 @st.composite
-def videos(draw: st.DrawFn, frames_strategy: st.SearchStrategy[torch.Tensor] | None = None) -> Any:
+def videos(draw: Draw, frames_strategy: st.SearchStrategy[torch.Tensor] | None = None) -> Any:
     """A video as vlmcap hands it to vLLM: bare frames or ``(frames, metadata dict)``."""
     f = draw(frames() if frames_strategy is None else frames_strategy)
     if draw(st.booleans(), label="with metadata"):
@@ -143,7 +148,7 @@ def videos(draw: st.DrawFn, frames_strategy: st.SearchStrategy[torch.Tensor] | N
 
 @st.composite
 def requests(
-    draw: st.DrawFn,
+    draw: Draw,
     *,
     caption: st.SearchStrategy[str | None] | None = None,
     stage2_prompt: st.SearchStrategy[str | None] | None = None,
@@ -169,7 +174,7 @@ def requests(
 
 @st.composite
 def request_outputs(
-    draw: st.DrawFn,
+    draw: Draw,
     *,
     texts: st.SearchStrategy[str] | None = None,
     finish_reasons: Sequence[str] = ("stop", "length"),

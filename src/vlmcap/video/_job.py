@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
+from vlmcap._boundary import boundary
 from vlmcap._captioner import (
     auto_processor,
     caption_stream,
@@ -639,6 +640,7 @@ def _model_identity(config: VllmConfig, *, required: bool) -> str | None:
     return model_identity(folder, revision)
 
 
+@boundary
 def plan_job(  # noqa: PLR0913 - the job's arguments, checked once for both jobs
     paths: str | Path | Iterable[str | Path],
     config: VllmConfig,
@@ -757,6 +759,7 @@ def open_output(  # noqa: PLR0913 - the output's policy, in one place for both j
     return sink
 
 
+@boundary
 def caption_paths(  # noqa: PLR0913 - the job's one entry point
     paths: Iterable[Path | str] | Path | str,
     config: VllmConfig,

@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, runtime_checkable
 
 from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap.video._results import ROW_FIELDS, RowKey, WindowCaption
@@ -50,6 +50,7 @@ class SinkError(VlmcapError, OSError):
     """The output cannot be read back, is locked by another run, or would get a duplicate row."""
 
 
+@runtime_checkable
 class ResultSink(Protocol):
     """**Protocol:** where the job's rows go; see :func:`open_sink`."""
 
