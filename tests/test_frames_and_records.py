@@ -10,8 +10,8 @@ from hypothesis import given, strategies as st
 
 import vlmcap
 from vlmcap import CaptionResult, CaptionStatus, FrameContractError, TokenCounts, VideoMetadata
-from vlmcap._frames import to_uint8
 from vlmcap._contract import attach_video_metadata
+from vlmcap._frames import to_uint8
 
 
 @given(

@@ -268,7 +268,8 @@ def test_make_model_inputs_with_the_tiny_qwen_processor(
 
 def _model_inputs() -> st.SearchStrategy[Any]:
     ok = st.builds(
-        lambda i: {"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}}, st.integers(0, 9)
+        lambda i: {"prompt": f"clip {i}", "multi_modal_data": {"video": ONE_FRAME}},
+        st.integers(0, 9),
     )
     with_md = st.builds(
         lambda md: {"prompt": "clip", "multi_modal_data": {"video": (torch.zeros(2, 3, 4, 4), md)}},

@@ -2,8 +2,8 @@
 
 import re
 import subprocess
-import unittest
 import sys
+import unittest
 from pathlib import Path
 
 import pytest
