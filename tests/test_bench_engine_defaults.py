@@ -31,7 +31,8 @@ def test_vision_encoder_compile_is_on_by_default_and_can_be_turned_off(variant: 
 def test_compile_setting_is_dropped_on_a_cpu_build() -> None:
     if not is_cpu_platform():
         pytest.skip("a GPU build keeps the setting")
-    kwargs = vlmcap.get_plugin("qwen").engine_kwargs(_config("qwen"))  # type: ignore[attr-defined]
+    plugin: Any = vlmcap.get_plugin("qwen")
+    kwargs = plugin.engine_kwargs(_config("qwen"))
     adapted = adapt_llm_kwargs(kwargs)
     assert "compilation_config" not in adapted and adapted["enforce_eager"] is True
 

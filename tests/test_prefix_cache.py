@@ -110,15 +110,22 @@ def test_stage2_takes_the_whole_video_from_the_prefix_cache(
     assert all(r.text.strip() and r.stages == 2 for r in results)
     assert len(engine.outputs) == 6
     end_id = _special(processor, "<|vision_end|>")
+    start_id = _special(processor, "<|vision_start|>")
+    newline = processor.tokenizer.encode("\n", add_special_tokens=False)[0]
+    video_tokens = video_token_count(inputs[0]["multi_modal_data"]["video"], processor)
+    assert video_tokens is not None
+    spans = set()
     for out in engine.outputs:
         ids = list(out.prompt_token_ids)
-        # vLLM expanded the video as the layout predicted: the text starts a fresh block
+        # vLLM expanded the video into the tokens the layout counted on ...
+        assert ids.index(end_id) == ids.index(start_id) + 1 + video_tokens
+        spans.add(ids.index(end_id))
+        # ... so the text after the newlines starts a fresh block
         text_start = ids.index(end_id) + 1
-        while ids[text_start] == processor.tokenizer.encode("\n", add_special_tokens=False)[0]:
+        while ids[text_start] == newline:
             text_start += 1
         assert text_start % kv_block_tokens() == 0
-    span = ids.index(end_id)
-    assert span >= video_token_count(inputs[0]["multi_modal_data"]["video"], processor)
+    (span,) = spans
     reuse = video_reuse(engine.outputs, end_id)
     # stage 1 of distinct clips shares no video; each stage 2 takes all of its video cached
     assert reuse["requests_video_from_prefix_cache"] == 3
