@@ -212,3 +212,20 @@ def test_input_order_of_skipped_kinds_is_reported(
     err = capsys.readouterr().err
     assert "skipping what is not media in the folders: 3 files (.json 2, .txt 1)" in err
     assert Counter(r.status.value for r in read_rows(out)) == {"error": 1}
+
+
+def test_every_bench_option_is_described(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[argparse.ArgumentParser] = []
+
+    def capture(self: argparse.ArgumentParser, *_a: object, **_k: object) -> None:
+        seen.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    (parser,) = seen
+    assert parser.description is not None
+    assert "``" not in parser.description
+    undescribed = [a.dest for a in parser._actions if not a.help]
+    assert undescribed == []
