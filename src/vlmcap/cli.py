@@ -254,15 +254,20 @@ def _ray_rows(
     except ImportError as exc:
         raise ConfigError("--ray needs Ray: pip install 'vlmcap[ray]'") from exc
     engines = args.ray_engines
+    per_engine = args.ray_decoders_per_engine
     local_cpus = None
     if args.address is None:
-        local_cpus = max(os.cpu_count() or 1, RayOptions(engines=engines or 1).cpus)
+        local = RayOptions(engines=engines or 1, decoders=(engines or 1) * per_engine)
+        local_cpus = max(os.cpu_count() or 1, local.cpus)
     init_ray(args.address, num_cpus=None if local_cpus is None else math.ceil(local_cpus))
+    engines = engines or default_engines()
     return caption_paths_ray(
         args.inputs,
         config,
         options=RayOptions(
-            engines=engines or default_engines(), max_inflight_per_engine=args.max_inflight
+            engines=engines,
+            decoders=engines * per_engine,
+            max_inflight_per_engine=args.max_inflight,
         ),
         **_job_kwargs(args, settings, stats),
     )
@@ -295,8 +300,12 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _caption_config(args: argparse.Namespace) -> tuple[VllmConfig, WindowSettings]:
-    if not args.ray and (args.address is not None or args.ray_engines is not None):
-        raise ConfigError("--address and --ray-engines need --ray")
+    if not args.ray and (
+        args.address is not None
+        or args.ray_engines is not None
+        or args.ray_decoders_per_engine != 1
+    ):
+        raise ConfigError("--address, --ray-engines and --ray-decoders-per-engine need --ray")
     get_plugin(args.model)  # an unknown variant is a usage error, before any work
     if args.model_path is not None and not Path(args.model_path).is_dir():
         raise ConfigError(f"--model-path {args.model_path} is not a folder")
@@ -457,6 +466,9 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
                    help="with --ray: the cluster to join (default: start a local one)")
     p.add_argument("--ray-engines", type=_positive_int, default=None, metavar="N",
                    help="with --ray: engine actors (default: the cluster's GPUs, or 1)")
+    p.add_argument("--ray-decoders-per-engine", type=_positive_int, default=1, metavar="N",
+                   help="with --ray: decoder actors (1 CPU each) per engine actor (default 1; "
+                        "raise it for high-resolution sources)")
     _add_verbose(p)
     p.set_defaults(func=_cmd_caption)
 
