@@ -170,9 +170,20 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
 
 
 def test_resolution_over_the_cap(media: Path) -> None:
-    with pytest.raises(ResolutionTooLargeError, match="320x240 is over the cap of 200"):
+    with pytest.raises(
+        ResolutionTooLargeError, match=r"320x240 \(width x height\) is over the cap of 200"
+    ):
         probe(media / "sample-00.mp4", max_side=200)
-    assert probe(media / "sample-00.mp4", max_side=320).width == 320
+    info = probe(media / "sample-00.mp4", max_side=320)
+    assert (info.width, info.height) == (320, 240)
+
+
+def test_sizes_read_width_x_height_everywhere() -> None:
+    """Every size error names width first, as the decoder and the sources do."""
+    with pytest.raises(vlmcap.FrameContractError, match=r"640x1 \(width x height\)"):
+        vlmcap.smart_resize(1, 640)  # height 1, width 640: the aspect ratio is too wide
+    with pytest.raises(vlmcap.FrameContractError, match=r"0x480 \(width x height\)"):
+        vlmcap.smart_resize(480, 0)
 
 
 def test_four_frames_make_one_window(tmp_path: Path) -> None:

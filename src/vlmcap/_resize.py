@@ -12,6 +12,11 @@ from vlmcap._frames import ByteFrames
 MAX_ASPECT_RATIO = 200
 
 
+def _size(width: int, height: int) -> str:
+    """A frame size as users read it everywhere in vlmcap: width x height."""
+    return f"{width}x{height} (width x height)"
+
+
 def smart_resize(
     height: int,
     width: int,
@@ -29,10 +34,10 @@ def smart_resize(
         FrameContractError: a non-positive side, or an aspect ratio over 200.
     """
     if height <= 0 or width <= 0:
-        raise FrameContractError("frame size", "positive height and width", f"{height}x{width}")
+        raise FrameContractError("frame size", "positive width and height", _size(width, height))
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
         raise FrameContractError(
-            "frame size", f"aspect ratio at most {MAX_ASPECT_RATIO}", f"{height}x{width}"
+            "frame size", f"aspect ratio at most {MAX_ASPECT_RATIO}", _size(width, height)
         )
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)

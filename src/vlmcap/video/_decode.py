@@ -185,7 +185,9 @@ def _count_frames(path: Path, stream_frames: int) -> int:
 def _check_side(path: Path, width: int, height: int, max_side: int) -> None:
     if width > max_side or height > max_side:
         raise ResolutionTooLargeError(
-            path, f"resolution {width}x{height} is over the cap of {max_side} pixels a side"
+            path,
+            f"resolution {width}x{height} (width x height) is over the cap of {max_side} "
+            "pixels a side",
         )
 
 
@@ -212,7 +214,7 @@ def probe(
         _check_side(p, width, height, max_side)
         if kind == "image":
             if width <= 0 or height <= 0:
-                raise CorruptMediaError(p, f"image has no size ({width}x{height})")
+                raise CorruptMediaError(p, f"image has no size ({width}x{height}, width x height)")
             return MediaInfo(p, kind, 1, sampling_fps, width, height)
         try:
             stream_frames = int(stream.frames or 0)
