@@ -25,7 +25,7 @@ from typing import Any
 
 from vlmcap._errors import ConfigError, ModelNotFoundError, UnknownVariantError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
-from vlmcap._plugin import plugin_model_id
+from vlmcap._plugin import pins_no_model, plugin_model_id
 from vlmcap._prompts import PROMPTS
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
@@ -74,7 +74,11 @@ def _cmd_plugins(_args: argparse.Namespace) -> int:
         try:
             plugin = get_plugin(variant)
             where = f"{plugin.__module__}:{plugin.__qualname__}"
-            model_id = plugin_model_id(plugin)
+            model_id = (
+                "(no pinned model: give its checkpoint with --model-path DIR)"
+                if pins_no_model(plugin)
+                else plugin_model_id(plugin)
+            )
         except ConfigError as exc:  # a plugin that pins no model (chat) says what it takes
             model_id = f"({exc})"
         except VlmcapError as exc:
@@ -341,7 +345,6 @@ def _cmd_caption(args: argparse.Namespace) -> int:
               file=sys.stderr)
     tqdm = importlib.import_module("tqdm").tqdm
     stats = JobStats()
-    start_reaper()  # the engine's processes die with this one, whatever signal kills it
     rows = _ray_rows(args, config, settings, stats) if args.ray else caption_paths(
         args.inputs,
         config,
@@ -477,7 +480,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     """Run the conformance suite on a plugin; exit 0 only if every check passes."""
     import importlib.util
 
-    from vlmcap.testing._checks import load_plugin, plugin_checks, plugin_name, run_check
+    from vlmcap.testing._checks import (
+        checkpoint_for,
+        load_plugin,
+        plugin_checks,
+        plugin_name,
+        run_check,
+    )
     from vlmcap.testing._report import ContractFailure, SkippedCheck
 
     if importlib.util.find_spec("hypothesis") is None:
@@ -489,7 +498,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.model_path is not None and not Path(args.model_path).is_dir():
         raise ConfigError(f"--model-path {args.model_path} is not a folder")
     print(f"vlmcap check {plugin_name(plugin)}", flush=True)
-    failed = ran = 0
+    checkpoint = checkpoint_for(plugin, args.model_path)
+    if checkpoint is not None:
+        print(f"checked with {checkpoint.describe()}", flush=True)
+    failed = ran = skipped = 0
     for check in plugin_checks(
         plugin, model_path=args.model_path, max_examples=args.max_examples, engine=args.engine
     ):
@@ -499,11 +511,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             failed += 1
             print(f"FAIL {outcome.contract_id} {check.name}: {outcome.message}", flush=True)
         elif isinstance(outcome, SkippedCheck):
+            skipped += 1
             print(f"skip {check.contract_id} {check.name}: {outcome.reason}", flush=True)
         else:
             print(f"ok   {check.contract_id} {check.name}", flush=True)
     verdict = "conforms" if failed == 0 else "does NOT conform"
-    print(f"{plugin_name(plugin)} {verdict}: {ran} checks, {failed} failed")
+    print(f"{plugin_name(plugin)} {verdict}: {ran} checks, {failed} failed, {skipped} skipped")
     return 0 if failed == 0 else 1
 
 
@@ -604,7 +617,8 @@ def _usage_error(exc: VlmcapError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``vlmcap`` command."""
+    """Entry point of the ``vlmcap`` command (``argv=None``: the command line of this process)."""
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark has its own options (vlmcap bench --help)
         quiet_third_party(0)
@@ -614,6 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     args = build_parser().parse_args(argv)
     quiet_third_party(args.verbose)
+    if argv_given is None and args.command in ("caption", "demo"):
+        start_reaper()  # the engine's processes die with this command, whatever kills it
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         code: int = args.func(args)

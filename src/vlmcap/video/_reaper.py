@@ -6,8 +6,9 @@ A job that is SIGKILLed cannot stop them: they are re-parented to init and keep 
 does not watch its parent, so ``vlmcap caption`` starts this watchdog: a separate process in
 its own session (so a signal sent to the job's process group does not reach it) that
 
-1. records the job's descendants (pid and start time, from ``/proc``) every 0.2 s while the
-   job lives, and notices the job's death at once (its parent pid changes);
+1. records the job's descendants (pid and start time, from ``/proc``) every 0.5 s while the
+   job lives (vLLM's processes live for the whole job), and notices the job's death within
+   that time (its parent pid changes);
 2. then SIGKILLs every recorded process still alive (the start time rules out a reused pid)
    and their own descendants, and removes the ``/dev/shm`` files they had open that no live
    process uses any more.
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 
-POLL_S = 0.2
+POLL_S = 0.5
 SHM = Path("/dev/shm")  # noqa: S108 - where vLLM's shared memory lives
 
 
@@ -121,11 +122,16 @@ def watch(job: int) -> None:
     reap(tracked)
 
 
+_STARTED: list["subprocess.Popen[bytes]"] = []
+
+
 def start_reaper() -> "subprocess.Popen[bytes] | None":
-    """Start the watchdog for the calling process (Linux; elsewhere ``None``)."""
+    """Start the watchdog for the calling process, once (Linux; elsewhere ``None``)."""
+    if _STARTED:
+        return _STARTED[0]
     if not sys.platform.startswith("linux") or not Path("/proc/self/stat").is_file():
         return None
-    return subprocess.Popen(  # noqa: S603 - our own script, by path, with our interpreter
+    watchdog = subprocess.Popen(  # noqa: S603 - our own script, by path, with our interpreter
         [sys.executable, "-I", str(Path(__file__).resolve()), str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -133,6 +139,8 @@ def start_reaper() -> "subprocess.Popen[bytes] | None":
         start_new_session=True,
         close_fds=True,
     )
+    _STARTED.append(watchdog)
+    return watchdog
 
 
 if __name__ == "__main__":
