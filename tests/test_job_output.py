@@ -88,7 +88,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_pyarrow_and_pandas_read_the_folder_in_one_call(folder: Path) -> None:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped]
 
     table = pq.read_table(folder)
     assert table.num_rows == N
