@@ -80,8 +80,8 @@ class RayOptions:
             there); ``-1`` forever. After that the other engines take its batches.
         file_attempts: decode passes per file. A pass that stops early (its decoder actor died,
             or a decoded batch was lost with its node) is followed by one that decodes only
-            the windows still missing, on a fresh decoder; after ``file_attempts`` passes the
-            missing windows get error rows.
+            the windows still missing, on a fresh decoder, after a pause (1 s, then 4 s, 16 s...);
+            after ``file_attempts`` passes the missing windows get error rows.
         engine_resources: custom Ray resources each engine actor reserves (placement: e.g.
             ``{"vlmcap_engine": 1}`` with ``ray start --resources '{"vlmcap_engine": 8}'`` on GPU
             nodes).
@@ -99,7 +99,7 @@ class RayOptions:
     inflight_per_engine: int = attrs.field(default=16, validator=_at_least(1))
     max_inflight_per_engine: int = attrs.field(default=256, validator=_at_least(1))
     max_restarts: int = attrs.field(default=3, validator=_at_least(-1))
-    file_attempts: int = attrs.field(default=3, validator=_at_least(1))
+    file_attempts: int = attrs.field(default=4, validator=_at_least(1))
     engine_resources: Mapping[str, float] = attrs.field(factory=dict, converter=_resources)
     decoder_resources: Mapping[str, float] = attrs.field(factory=dict, converter=_resources)
     name: str = "vlmcap"
@@ -188,6 +188,7 @@ class _File:
     waiting: bool = True  # in the driver's to-do queue
     redo: bool = False  # a pass lost windows: decode the rest again once nothing is pending
     error: str = ""  # why the last pass lost windows
+    not_before: float = 0.0  # monotonic time before which no pass starts (a retry's pause)
 
 
 class _Driver:
@@ -274,17 +275,27 @@ class _Driver:
             self.inflight[engine.handle.caption.remote(batch)] = (engine, batch, file)
             engine.inflight += 1
 
-    def _start(self) -> None:
-        """Start a decode pass for each waiting file an idle decoder can take."""
+    def _start(self) -> float | None:
+        """Start a decode pass for each waiting file an idle decoder can take.
+
+        Returns the seconds until a file held back (a retry's pause) may start, if any.
+        """
+        now = time.monotonic()
+        held: list[_File] = []
         while self.todo and self.idle:
-            decoder = self.idle.popleft()
             file = self.todo.popleft()
+            if file.not_before > now:
+                held.append(file)
+                continue
+            decoder = self.idle.popleft()
             file.waiting, file.streaming = False, True
             file.passes += 1
             stream = decoder.file.options(_generator_backpressure_num_objects=2).remote(
                 file.source, file.stored, tuple(file.delivered.values())
             )
             self.streams[stream] = (decoder, file)
+        self.todo.extendleft(reversed(held))
+        return min((f.not_before - now for f in held), default=None)
 
     def _pull(self, stream: Any) -> list[WindowCaption]:
         decoder, file = self.streams[stream]
@@ -308,7 +319,7 @@ class _Driver:
         try:
             ray.get(ref)
         except RayActorError as exc:
-            error = f"decoder actor died ({type(exc).__name__})"
+            error = f"decoder actor died ({type(exc).__name__}: {_first_line(exc)})"
             self.replaced += 1
             fresh = self._decoder(f"{self.options.name}-decode-r{self.replaced}")
             self.decoders[self.decoders.index(decoder)] = fresh
@@ -337,10 +348,13 @@ class _Driver:
         if file.redo:
             file.redo = False
             if file.passes < self.options.file_attempts:
+                # a pause before the next pass (1, 4, 16 s...): a decoder killed for want of
+                # memory, or by a node going down, is not replaced straight into the same fate
+                file.not_before = time.monotonic() + min(60.0, 4.0 ** (file.passes - 1))
                 file.waiting = True
                 self.todo.appendleft(file)
                 return []
-            rows = self._deliver(file, self._missing_rows(file))
+            rows = self._accept(file, self._missing_rows(file))
         self.stats.files += 1
         self.bar.update(1)
         return rows
@@ -367,18 +381,21 @@ class _Driver:
             return []
         return [WindowCaption.file_error(file.source, error, d.fingerprint)]
 
-    def _deliver(self, file: _File, rows: list[WindowCaption]) -> list[WindowCaption]:
-        """Write and count the rows of ``file`` not delivered before (each window once)."""
+    def _accept(self, file: _File, rows: list[WindowCaption]) -> list[WindowCaption]:
+        """The rows of ``file`` not delivered before (each window once), now delivered."""
         fresh = [r for r in rows if r.window_index not in file.delivered]
         for row in fresh:
             file.delivered[row.window_index] = row
-        new = [r for r in fresh if not r.resumed]
+        return fresh
+
+    def _store(self, rows: list[WindowCaption]) -> None:
+        """Write ``rows`` (one append: one ``fsync`` for a JSONL output) and count them."""
+        new = [r for r in rows if not r.resumed]
         if self.sink is not None:
             self.sink.append(new)
         self.stats.windows_captioned += sum(r.frames > 0 for r in new)
-        for row in fresh:
+        for row in rows:
             self.stats.add(row)
-        return fresh
 
     def _finish(self, ref: Any) -> list[WindowCaption]:
         engine, batch, file = self.inflight.pop(ref)
@@ -396,7 +413,7 @@ class _Driver:
         except RayError as exc:  # the batch itself is gone (its node died) or failed
             return self._lost(file, f"batch lost: {type(exc).__name__}: {exc}")
         file.batches -= 1
-        return self._deliver(file, rows) + self._settle(file)
+        return self._accept(file, rows) + self._settle(file)
 
     def _lost(self, file: _File, error: str) -> list[WindowCaption]:
         log.warning("%s: %s; decoding its missing windows again", file.source, error)
@@ -407,22 +424,39 @@ class _Driver:
     def run(
         self, files: Iterable[tuple[str, tuple[WindowCaption, ...]]]
     ) -> Iterator[WindowCaption]:
-        """Caption ``(source, stored rows)`` files; yield rows as their batches finish."""
+        """Caption ``(source, stored rows)`` files; yield rows as their batches finish.
+
+        The rows of every batch found finished at once are written together (one append), so
+        the store's per-write cost is shared when rows come faster than it writes.
+        """
         self.todo.extend(_File(source, stored) for source, stored in files)
         while self.todo or self.streams or self.queued or self.inflight:
-            self._start()
+            pause = self._start()
             self._dispatch()
             waitables = list(self.inflight)
             if len(self.queued) < self.options.queued_batches:
                 waitables.extend(self.streams)
             if not waitables:
+                if pause is not None:
+                    time.sleep(pause)
                 continue
-            ready, _ = ray.wait(waitables, num_returns=1)
+            ready, _ = ray.wait(waitables, num_returns=1, timeout=pause)
+            if not ready:
+                continue
+            if len(waitables) > 1:  # all that is done by now goes into one write
+                ready = ray.wait(waitables, num_returns=len(waitables), timeout=0)[0] or ready
+            rows: list[WindowCaption] = []
             for done in ready:
                 if done in self.inflight:
-                    yield from self._finish(done)
-                else:
-                    yield from self._pull(done)
+                    rows += self._finish(done)
+                elif len(self.queued) < self.options.queued_batches:
+                    rows += self._pull(done)
+            self._store(rows)
+            yield from rows
+
+
+def _first_line(exc: BaseException) -> str:
+    return next(iter(str(exc).strip().splitlines()), "")
 
 
 def _actor_hex(exc: RayActorError) -> str | None:
