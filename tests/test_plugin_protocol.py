@@ -403,3 +403,29 @@ def test_request_ids_from_the_refine_are_fresh() -> None:  # keeps EchoPlugin ho
     )
     out = EchoPlugin.make_refined_llm_request(request, None)
     assert refined_request_violation(request, out, None) is None
+
+
+# --- plugins that pin no model ------------------------------------------------------------
+
+
+def test_a_plugin_without_a_pinned_id_is_told_to_give_a_path_not_to_download(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vlmcap import cli
+    from vlmcap._plugin import pins_no_model
+
+    monkeypatch.delenv("VLMCAP_MODEL_DIR", raising=False)
+    assert pins_no_model(vlmcap.get_plugin("chat"))  # declared (vlmcap.PinsNoModel)
+    assert not pins_no_model(vlmcap.get_plugin("qwen"))
+    assert pins_no_model(EchoPlugin)  # no id in vlmcap's table, no model_id() of its own
+    with pytest.raises(vlmcap.ModelNotFoundError) as err:
+        EchoPlugin.model_path()
+    assert "pins no model" in str(err.value) and "--model-path DIR" in str(err.value)
+    assert "vlmcap download" not in str(err.value)
+    vlmcap.register_plugin(EchoPlugin)
+    try:
+        assert cli.main(["plugins"]) == 0
+    finally:
+        unregister_plugin("echo-test")
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("echo-test")]
+    assert "tests._plugins:EchoPlugin" in line and "no pinned model" in line

@@ -9,6 +9,7 @@ import pytest
 
 from contracts.reference_plugins import bad
 from vlmcap.cli import main
+from vlmcap.testing import tiny_checkpoint
 
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -25,7 +26,7 @@ def test_videollama_passes(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0, out
     assert "FAIL" not in out
     assert "ok   C-REFINE-002 check_refine_resets_caption" in out
-    assert out.rstrip().endswith("conforms: 25 checks, 0 failed")
+    assert out.rstrip().endswith("conforms: 26 checks, 0 failed, 0 skipped")
 
 
 @pytest.mark.parametrize("plugin", bad.BAD_PLUGINS, ids=lambda p: p.__name__)
@@ -33,7 +34,11 @@ def test_bad_plugin_fails_with_its_contract_id(
     capsys: pytest.CaptureFixture[str], plugin: type
 ) -> None:
     rule = plugin.BREAKS  # type: ignore[attr-defined]
-    extra = ["--engine"] if rule.startswith("C-ENGINE-") else []
+    extra = (
+        ["--engine", "--model-path", str(tiny_checkpoint("qwen"))]
+        if rule.startswith("C-ENGINE-")
+        else []
+    )
     code, out = _check(
         capsys, f"contracts.reference_plugins.bad:{plugin.__name__}", "--max-examples", "10", *extra
     )
@@ -70,7 +75,24 @@ def test_console_script_from_the_project_folder() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(  # noqa: S603 - the installed vlmcap command
         [str(script), "check", VIDEOLLAMA, "--max-examples", "5"],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=600, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "VllmVideoLLaMA conforms: 25 checks, 0 failed" in done.stdout
+    assert "VllmVideoLLaMA conforms: 26 checks, 0 failed, 0 skipped" in done.stdout
+
+
+def test_check_names_its_checkpoint_and_does_not_run_the_engine_on_a_stand_in(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out = _check(capsys, VIDEOLLAMA, "--max-examples", "3", "--engine")
+    assert code == 0, out
+    assert "checked with checkpoint" in out
+    assert "Qwen2_5_VLForConditionalGeneration" in out
+    assert "a stand-in: tiny Qwen2.5-VL, not its model" in out
+    assert "skip C-ENGINE-001 check_engine_round_trip: not run" in out
+    assert out.rstrip().endswith("conforms: 27 checks, 0 failed, 1 skipped")

@@ -16,6 +16,7 @@ from contracts.reference_plugins.current_text import VllmCurrentText
 from contracts.reference_plugins.image_frames import VllmImageFrames
 from contracts.reference_plugins.text_prompt import VllmTextPrompt
 from contracts.reference_plugins.videollama import VllmVideoLLaMA
+from vlmcap.testing import tiny_checkpoint
 from vlmcap.testing._checks import check_plugin, parametrize_with_checks, plugin_checks
 from vlmcap.testing._contracts import CONTRACTS
 from vlmcap.testing._report import (
@@ -137,7 +138,9 @@ def test_checks_that_depend_on_a_broken_rule_are_skipped() -> None:
     report = check_plugin(bad.VllmMissingDecode, max_examples=MAX_EXAMPLES)
     skipped = {s.check for s in report.skipped}
     assert skipped == {
-        "check_decode_signature", "check_decode_returns_str", "check_decode_returns_text"
+        "check_decode_signature",
+        "check_decode_returns_str",
+        "check_decode_returns_text",
     }
     assert all("C-STRUCT-001" in s.reason for s in report.skipped)
 
@@ -196,7 +199,9 @@ def test_a_single_check_skips_when_the_rule_it_needs_is_broken() -> None:
 @pytest.mark.parametrize("plugin", GOOD_PLUGINS, ids=_name)
 def test_good_plugins_of_both_forms_caption_through_the_engine(plugin: type) -> None:
     before = vlmcap.available_variants()
-    report = check_plugin(plugin, engine=True, max_examples=5)
+    report = check_plugin(plugin, engine=True, max_examples=5, model_path=tiny_checkpoint("qwen"))
     assert report.ok, report.format()
     assert "check_engine_round_trip" in report.checks
+    assert not report.skipped
+    assert "Qwen2_5_VLForConditionalGeneration; the plugin's own" in report.checkpoint
     assert vlmcap.available_variants() == before

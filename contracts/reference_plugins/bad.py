@@ -408,6 +408,39 @@ class VllmDecodeTokenIds(VllmVideoLLaMA):
         return str(list(vllm_output.outputs[0].token_ids))
 
 
+class VllmNoPlaceholder(VllmVideoLLaMA):
+    """The chat message has no {"type": "video"} entry, so the prompt has no video placeholder.
+
+    The prompt text is there and the video is in multi_modal_data: only the placeholder count
+    (C-INPUT-007) shows that the model would never see the frames, and no engine is needed.
+    """
+
+    BREAKS: ClassVar[str] = "C-INPUT-007"
+
+    @staticmethod
+    def make_llm_input(prompt: str, frames: torch.Tensor, processor: Any) -> dict[str, Any]:
+        message = {"role": "user", "content": [{"type": "text", "text": prompt}]}
+        ids = processor.apply_chat_template(
+            [message], add_generation_prompt=True, tokenize=True, return_tensors="pt"
+        )
+        ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        return {"prompt_token_ids": ids[0].tolist(), "multi_modal_data": {"video": frames}}
+
+
+class VllmOverLimit(VllmImageFrames):
+    """Sends one image per frame (up to 8) but allows only 2 images per prompt in model()."""
+
+    BREAKS: ClassVar[str] = "C-INPUT-007"
+
+    @classmethod
+    def model(cls, config: VllmConfig) -> Any:
+        return LLM(
+            model=str(cls.model_path()),
+            max_model_len=config.max_model_len or 8192,
+            limit_mm_per_prompt={"image": 2, "video": 0},
+        )
+
+
 class VllmEngineNoVideo(VllmVideoLLaMA):
     """model allows no video per prompt (limit_mm_per_prompt={"image": 1, "video": 0}).
 
@@ -490,5 +523,7 @@ BAD_PLUGINS: tuple[type, ...] = (
     VllmDecodeTokenIds,
     VllmEngineNoVideo,
     VllmInputRaises,
+    VllmNoPlaceholder,
+    VllmOverLimit,
 )
 """Every known-bad plugin; each names the one rule it breaks in ``BREAKS``."""

@@ -360,3 +360,67 @@ def vocab_size_of(processor: Any) -> int | None:
     except TypeError:
         size = getattr(tokenizer, "vocab_size", None)
         return int(size) if isinstance(size, int) else None
+
+
+# ---------------------------------------------------------------------------------------------
+# C-INPUT-007: placeholders for the items, items within the plugin's own limits (no engine)
+# ---------------------------------------------------------------------------------------------
+
+
+def item_counts(mm: Mapping[str, Any]) -> dict[str, int]:
+    """How many items of each visual modality ``multi_modal_data`` holds."""
+    counts: dict[str, int] = {}
+    if "video" in mm:
+        video = mm["video"]
+        many = isinstance(video, list) and len(video) > 1 and Video.parse(video[0]) is not None
+        is_frame_list = isinstance(video, list) and Video.parse(video) is not None
+        counts["video"] = len(video) if many and not is_frame_list else 1
+    if "image" in mm:
+        images = mm["image"]
+        counts["image"] = len(images) if isinstance(images, list) else 1
+    return counts
+
+
+def placeholder_problem(inputs: Mapping[str, Any], processor: Any) -> str | None:
+    """Why the prompt lacks the model's placeholder for an item it sends, or ``None``.
+
+    The placeholder is what the processor declares (``processor.video_token`` and
+    ``image_token``, as Hugging Face processors do); a processor that declares none is not
+    checked. vLLM expands each placeholder into the item's tokens: a prompt without one makes
+    the engine reject the request, or the model caption without seeing the frames.
+    """
+    mm = inputs.get("multi_modal_data")
+    if not isinstance(mm, Mapping):
+        return None
+    tokenizer = getattr(processor, "tokenizer", None) or processor
+    for modality, count in item_counts(mm).items():
+        token = getattr(processor, f"{modality}_token", None)
+        if not isinstance(token, str) or not token:
+            continue
+        if "prompt_token_ids" in inputs:
+            token_id = getattr(processor, f"{modality}_token_id", None)
+            if not isinstance(token_id, int):
+                token_id = tokenizer.convert_tokens_to_ids(token)
+            found = sum(1 for i in inputs["prompt_token_ids"] if i == token_id)
+        else:
+            found = str(inputs.get("prompt", "")).count(token)
+        if found < count:
+            return (
+                f"the prompt has {found} {token!r} placeholder(s) for {count} {modality} "
+                f"item(s); put one {{'type': '{modality}'}} entry per item in the chat message"
+            )
+    return None
+
+
+def limit_problem(mm: Mapping[str, Any], limits: Mapping[str, Any]) -> str | None:
+    """Why ``multi_modal_data`` sends more items than ``limit_mm_per_prompt`` allows, or None."""
+    for modality, count in item_counts(mm).items():
+        limit = limits.get(modality)
+        if isinstance(limit, Mapping):  # vLLM's {"count": N, ...} form
+            limit = limit.get("count")
+        if isinstance(limit, int) and count > limit:
+            return (
+                f"it sends {count} {modality} item(s), but its model() allows "
+                f"limit_mm_per_prompt[{modality!r}]={limit}; vLLM rejects the request"
+            )
+    return None

@@ -66,6 +66,13 @@ class ModelNotFoundError(VlmcapError, FileNotFoundError):
         self.model_id = model_id
         self.tried = tuple(tried)
         places = "\n  ".join(self.tried)
+        if model_id == "?":  # nothing pinned: there is nothing to download
+            super().__init__(
+                f"plugin {variant!r} pins no model (no Hugging Face id), so vlmcap cannot find "
+                f"or download one: give its checkpoint folder as VllmConfig.model_path "
+                f"(vlmcap caption --model-path DIR); tried:\n  {places}"
+            )
+            return
         super().__init__(
             f"no local checkpoint for variant {variant!r} ({model_id}); tried:\n  {places}\n"
             "Set VllmConfig.model_path, or $VLMCAP_MODEL_DIR, or run `vlmcap download`."

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, TypeVar, cast, runtime_checkable
 
 import attrs
 import torch
@@ -506,6 +506,29 @@ def plugin_label(plugin: object) -> str:
     if isinstance(plugin, type):
         return f"{plugin.__module__}:{plugin.__qualname__}"
     return repr(plugin)
+
+
+class PinsNoModel(Protocol):
+    """**Capability:** a plugin that pins no model; its checkpoint is ``VllmConfig.model_path``.
+
+    Declare it with a class attribute ``pins_no_model: ClassVar[Literal[True]] = True`` (the
+    ``chat`` plugin does); vlmcap then lists it as needing ``--model-path`` and never offers
+    ``vlmcap download`` for it. A plugin whose variant has no pinned id in vlmcap's table and
+    that defines no ``model_id()`` of its own is treated the same.
+    """
+
+    pins_no_model: ClassVar[Literal[True]]
+
+
+def pins_no_model(plugin: object) -> bool:
+    """True when ``plugin`` declares :class:`PinsNoModel`, or has no model id to give."""
+    if getattr(plugin, "pins_no_model", False) is True:
+        return True
+    own_id = isinstance(plugin, type) and any(
+        "model_id" in vars(k) for k in plugin.__mro__ if k is not VllmPlugin
+    )
+    variant = getattr(plugin, "model_variant", None)
+    return not own_id and callable(variant) and str(variant()) not in MODEL_IDS
 
 
 def plugin_model_id(plugin: PluginClass) -> str:

@@ -18,6 +18,7 @@ Differences handled here:
   registry: :func:`supported_mm_limits`.
 """
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -25,8 +26,9 @@ import os
 import queue
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 
 import attrs
@@ -177,7 +179,15 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_llm(**kwargs: Any) -> Any:
-    """``vllm.LLM(**kwargs)`` after :func:`adapt_llm_kwargs`."""
+    """``vllm.LLM(**kwargs)`` after :func:`adapt_llm_kwargs`.
+
+    Inside :func:`capture_llm_kwargs`, nothing is built: the arguments are recorded and a
+    placeholder object is returned.
+    """
+    captured = _CAPTURED.get()
+    if captured is not None:
+        captured.append(dict(kwargs))
+        return _CapturedLLM(kwargs)
     import vllm
 
     return vllm.LLM(**adapt_llm_kwargs(kwargs))
@@ -192,9 +202,46 @@ class LLM:
     """
 
     def __new__(cls, **kwargs: Any) -> "LLM":  # noqa: PYI034 - returns a vllm.LLM, by design
-        """Build and return a ``vllm.LLM`` (typed as this class, so ``-> LLM`` checks)."""
+        """Build and return a ``vllm.LLM`` (typed as this class, so ``-> LLM`` checks).
+
+        Inside :func:`capture_llm_kwargs`, nothing is built: the arguments are recorded and a
+        placeholder is returned.
+        """
         llm: LLM = build_llm(**kwargs)
         return llm
+
+
+_CAPTURED: ContextVar[list[dict[str, Any]] | None] = ContextVar("vlmcap_llm_kwargs", default=None)
+
+
+@attrs.frozen
+class _CapturedLLM:
+    """What ``LLM(...)`` returns inside :func:`capture_llm_kwargs`: the arguments, no engine."""
+
+    kwargs: Mapping[str, Any]
+
+
+@contextlib.contextmanager
+def capture_llm_kwargs() -> Iterator[list[dict[str, Any]]]:
+    """Inside the block, ``vlmcap.LLM(...)`` and :func:`build_llm` record, build nothing.
+
+    Lets the conformance suite read a plugin's engine settings (``limit_mm_per_prompt``) from its
+    own ``model(config)`` without a model or a GPU.
+    """
+    calls: list[dict[str, Any]] = []
+    token = _CAPTURED.set(calls)
+    try:
+        yield calls
+    finally:
+        _CAPTURED.reset(token)
+
+
+def declared_limits(calls: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """``limit_mm_per_prompt`` of the last captured ``LLM(...)`` (typo read), or ``None``."""
+    if not calls:
+        return None
+    limits = calls[-1].get("limit_mm_per_prompt")
+    return _fix_limits(limits) if isinstance(limits, Mapping) else None
 
 
 def shutdown_llm(llm: Any) -> None:

@@ -28,7 +28,7 @@ import functools
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 import torch
@@ -169,6 +169,9 @@ def frames_as_images(frames: Frames, count: int) -> list[Image.Image]:
 
 class VllmChat(VllmPlugin):
     """Any vLLM vision-language model with a chat template (see the module docstring)."""
+
+    pins_no_model: ClassVar[Literal[True]] = True
+    """No pinned model: the checkpoint is ``VllmConfig.model_path`` (vlmcap.PinsNoModel)."""
 
     @staticmethod
     def model_variant() -> str:

@@ -28,6 +28,7 @@ missing: it is skipped (:class:`CheckSkipped`), so each broken rule is reported 
 import contextlib
 import copy
 import gc
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,8 +45,10 @@ from vlmcap._contract import (
     image_problem,
     is_pil_image,
     layout_hint,
+    limit_problem,
     llm_input_violation,
     modality_problem,
+    placeholder_problem,
     prompt_problem,
     video_problem,
     vocab_size_of,
@@ -54,12 +57,14 @@ from vlmcap._errors import VlmcapError
 from vlmcap._plugin import (
     REQUIRED_METHODS,
     call_make_llm_input,
+    call_model,
     call_processor,
     frame_dtypes,
     signature_problem,
     structure_problem,
 )
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
+from vlmcap._vllm_compat import LLM as VLMCAP_LLM, capture_llm_kwargs, declared_limits
 from vlmcap.testing._report import (
     CheckSkipped,
     ConformanceReport,
@@ -227,6 +232,36 @@ def _variant(plugin: Any) -> str:
 
 def _model_path(options: CheckOptions, variant: str) -> Path:
     return options.model_path if options.model_path is not None else default_model_path(variant)
+
+
+@attrs.frozen
+class Checkpoint:
+    """The checkpoint a run of the checks loads: where, which architecture, and whose."""
+
+    path: Path
+    architecture: str
+    own: bool
+    """True when it is the plugin's own (``model_path`` given, or a tiny recipe of its variant);
+    False for the tiny Qwen2.5-VL stand-in, whose processor serves the static checks only."""
+
+    def describe(self) -> str:
+        """One line for reports."""
+        whose = "the plugin's own" if self.own else "a stand-in: tiny Qwen2.5-VL, not its model"
+        return f"checkpoint {self.path} ({self.architecture}; {whose})"
+
+
+def checkpoint_for(plugin: Any, model_path: Path | str | None = None) -> Checkpoint | None:
+    """The checkpoint the checks of ``plugin`` load (``None`` if its variant is unreadable)."""
+    from vlmcap.testing._tiny import tiny_variants
+
+    try:
+        variant = _variant(plugin)
+    except CheckSkipped:
+        return None
+    options = CheckOptions(model_path=model_path)
+    path = _model_path(options, variant)
+    own = model_path is not None or variant in tiny_variants()
+    return Checkpoint(path, _architecture(path), own)
 
 
 def _config(variant: str, options: CheckOptions) -> VllmConfig:
@@ -821,6 +856,45 @@ def check_input_leaves_frames_unchanged(plugin: Any, options: CheckOptions) -> N
     _for_all(options, _input_cases(plugin), body)
 
 
+def _declared_limits(plugin: Any, options: CheckOptions, variant: str) -> dict[str, Any] | None:
+    """The plugin's ``limit_mm_per_prompt``, read from its own ``model(config)`` without an engine.
+
+    ``None`` when it cannot be read that way: ``model()`` is broken (C-STRUCT-004 and C-ENGINE
+    report that), or the plugin builds ``vllm.LLM`` itself, which would start a real engine.
+    """
+    module = sys.modules.get(getattr(plugin, "__module__", ""), None)
+    if getattr(module, "LLM", VLMCAP_LLM) is not VLMCAP_LLM:
+        return None
+    with capture_llm_kwargs() as calls:
+        try:
+            call_model(plugin, _config(variant, options))
+        except Exception:  # noqa: BLE001 - a plugin may raise anything; other rules report it
+            return None
+    return declared_limits(calls)
+
+
+@_check("C-INPUT-007")
+def check_input_placeholders_and_limits(plugin: Any, options: CheckOptions) -> None:
+    """C-INPUT-007: one placeholder per item; items within the plugin's own limits (no engine)."""
+    p = _Plugin.resolve(plugin, options, "make_llm_input")
+    limits = _declared_limits(plugin, options, p.variant)
+
+    def body(case: tuple[torch.Tensor, str]) -> None:
+        frames, prompt = case
+        out = p.try_make_llm_input(prompt, frames)
+        if out is None or llm_input_violation(out, p.vocab_size) is not None:
+            return  # C-INPUT-001..004 report it
+        problem = placeholder_problem(out, p.processor)
+        if problem is None and limits is not None:
+            problem = limit_problem(out["multi_modal_data"], limits)
+        if problem is not None:
+            raise ContractViolation(
+                "C-INPUT-007", f"make_llm_input for {_describe_frames(frames)}: {problem}"
+            )
+
+    _for_all(options, _input_cases(plugin), body)
+
+
 # ---------------------------------------------------------------------------------------------
 # C-REFINE: make_refined_llm_request
 # ---------------------------------------------------------------------------------------------
@@ -1223,6 +1297,13 @@ def check_engine_round_trip(plugin: Any, options: CheckOptions) -> None:
     for name in REQUIRED_METHODS:
         _method(plugin, name)
     variant = _variant(plugin)
+    checkpoint = checkpoint_for(plugin, options.model_path)
+    if checkpoint is not None and not checkpoint.own:
+        raise CheckSkipped(
+            f"not run: vlmcap has no checkpoint of {variant!r}'s architecture (no tiny recipe), "
+            "and an engine on the stand-in would prove nothing about this plugin; pass "
+            "model_path (--model-path) to a checkpoint of its model"
+        )
     config = VllmConfig(
         model_variant=variant,
         model_path=_model_path(options, variant),
@@ -1319,6 +1400,7 @@ def _yield_checks(options: CheckOptions, *, engine: bool) -> Iterator[Check]:
     yield make(check_input_frame_layout)
     yield make(check_input_includes_prompt)
     yield make(check_input_leaves_frames_unchanged)
+    yield make(check_input_placeholders_and_limits)
     for refine_check in (
         check_refine_returns_request,
         check_refine_resets_caption,
@@ -1423,11 +1505,13 @@ def check_plugin(
             failures.append(outcome)
         elif isinstance(outcome, SkippedCheck):
             skipped.append(outcome)
+    checkpoint = checkpoint_for(plugin, model_path)
     return ConformanceReport(
         plugin=plugin_name(plugin),
         checks=tuple(names),
         failures=tuple(failures),
         skipped=tuple(skipped),
+        checkpoint=checkpoint.describe() if checkpoint is not None else "",
     )
 
 

@@ -135,6 +135,16 @@ _TABLE = (
         "stage 2 reuses them.",
     ),
     Contract(
+        "C-INPUT-007",
+        "The prompt carries the model's placeholder for every item it sends (the processor's "
+        "video_token/image_token, where it declares one), and the items per modality are "
+        "within the plugin's own limit_mm_per_prompt (read from its model(config) through "
+        "vlmcap.LLM, without building an engine).",
+        "Without a placeholder vLLM rejects the request or the model never sees the frames; "
+        "more items than the plugin's own limit are rejected by the engine. Both are found "
+        "here without a model or an engine.",
+    ),
+    Contract(
         "C-REFINE-001",
         "make_refined_llm_request returns a vlmcap.VllmCaptionRequest, without raising, for "
         "every stage-1 request that has a caption.",

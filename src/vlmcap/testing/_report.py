@@ -72,6 +72,8 @@ class ConformanceReport:
     """Names of the checks that ran, in order."""
     failures: tuple[ContractFailure, ...] = ()
     skipped: tuple[SkippedCheck, ...] = ()
+    checkpoint: str = ""
+    """The checkpoint the checks loaded, its architecture, and whether it is the plugin's own."""
 
     @property
     def ok(self) -> bool:
@@ -85,7 +87,8 @@ class ConformanceReport:
 
     def format(self) -> str:
         """A readable summary: one line per failure, then a count."""
-        lines = [f.format() for f in self.failures]
+        lines = [f"checked with {self.checkpoint}"] if self.checkpoint else []
+        lines += [f.format() for f in self.failures]
         lines += [f"skip {s.check}: {s.reason}" for s in self.skipped]
         verdict = "conforms" if self.ok else "does NOT conform"
         lines.append(
