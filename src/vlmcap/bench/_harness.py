@@ -456,7 +456,20 @@ def _sync_phase(  # noqa: PLR0913 - one engine's worth of modes
         _vllm_compat.shutdown_llm(llm)
         del llm
         gc.collect()
+        _wait_for_free_gpu()
     return diagnostics
+
+
+def _wait_for_free_gpu(fraction: float = 0.9, timeout_s: float = 60.0) -> None:
+    """Wait until the stopped engine's GPU memory is back, so that the next engine can start."""
+    if not torch.cuda.is_available():
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        free, total = torch.cuda.mem_get_info()
+        if free >= fraction * total:
+            return
+        time.sleep(1.0)
 
 
 def _async_runs(
