@@ -634,25 +634,50 @@ def main(
         description="GPU throughput of the ways to drive vLLM for video captioning, all in one "
         "run, on the real Qwen2.5-VL-7B shape with dummy weights (see benchmarks/README.md).",
     )
-    p.add_argument("--workload", choices=sorted(WORKLOADS), default="W1",
-                   help="clip shape and counts (tiny: a CPU smoke run) (default: %(default)s)")
-    p.add_argument("--modes", nargs="+", default=["all"], metavar="MODE",
-                   help=f"modes to run: all, or some of {', '.join(MODES)} (default: all)")
-    p.add_argument("--clips", type=int, default=0,
-                   help="clips per mode (default 0: the workload's)")
-    p.add_argument("--output-tokens", type=int, default=0,
-                   help="output tokens per clip and stage (default 0: the workload's)")
-    p.add_argument("--max-model-len", type=int, default=None,
-                   help="engine context length (default: the workload's)")
-    p.add_argument("--disable-mmcache", action="store_true",
-                   help="turn vLLM's multimodal processor cache off")
+    p.add_argument(
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default="W1",
+        help="clip shape and counts (tiny: a CPU smoke run) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        default=["all"],
+        metavar="MODE",
+        help=f"modes to run: all, or some of {', '.join(MODES)} (default: all)",
+    )
+    p.add_argument(
+        "--clips", type=int, default=0, help="clips per mode (default 0: the workload's)"
+    )
+    p.add_argument(
+        "--output-tokens",
+        type=int,
+        default=0,
+        help="output tokens per clip and stage (default 0: the workload's)",
+    )
+    p.add_argument(
+        "--max-model-len",
+        type=int,
+        default=None,
+        help="engine context length (default: the workload's)",
+    )
+    p.add_argument(
+        "--disable-mmcache", action="store_true", help="turn vLLM's multimodal processor cache off"
+    )
     p.add_argument("--engine-json", default="{}", help="extra LLM(...) kwargs as JSON")
-    p.add_argument("--model-dir", default="/tmp/qwen7b-shape",
-                   help="where the dummy-weight checkpoint is written (default: %(default)s)")
+    p.add_argument(
+        "--model-dir",
+        default="/tmp/qwen7b-shape",
+        help="where the dummy-weight checkpoint is written (default: %(default)s)",
+    )
     p.add_argument("--label", default="", help="a label stored in the result file")
     p.add_argument("--render-scaling", action="store_true", help="measure render threads 1/4/16")
-    p.add_argument("--out", default="benchmarks/results",
-                   help="folder of the result JSON (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="benchmarks/results",
+        help="folder of the result JSON (default: %(default)s)",
+    )
     p.add_argument(
         "--async-sweep",
         type=int,
