@@ -554,3 +554,35 @@ def test_the_engine_stays_full_across_files_and_rows_keep_input_order(
         (str(p), i) for p, n in zip(inputs, per_file, strict=True) for i in range(n)
     ]
     assert all(r.ok for r in rows), rows
+
+
+def test_the_progress_rate_leaves_engine_start_up_out(
+    media: dict[str, Path], qwen_config: Any, processor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tqdm
+
+    bars: list[dict[str, float]] = []
+
+    class Bar(tqdm.tqdm):  # type: ignore[type-arg]
+        def close(self) -> None:
+            if self.unit == "file":  # the job's bar (not vLLM's or a loader's)
+                bars.append({"elapsed": self._time() - self.start_t, "n": self.n})
+            super().close()
+
+    def slow_engine(_config: Any) -> FakeEngine:
+        time.sleep(2.0)  # engine start-up
+        return FakeEngine()
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(_job, "vllm_model", slow_engine)
+    t0 = time.monotonic()
+    rows = list(
+        caption_paths(
+            media["video0"], qwen_config, processor=processor, settings=SETTINGS, progress=True
+        )
+    )
+    wall = time.monotonic() - t0
+    assert rows and all(r.ok for r in rows)
+    bar = bars[0]  # (close() runs twice: the job's and tqdm's own at exit)
+    assert bar["n"] == 1
+    assert bar["elapsed"] <= wall - 1.9, "the bar's clock (rate, ETA) starts after the engine"
