@@ -321,6 +321,7 @@ def test_validators_accept_every_vllm_video_form_and_name_the_rule() -> None:
         [(frames, md)],
         [frames],
         frames.permute(0, 2, 3, 1).numpy(),
+        torch.zeros((3, 4, 4, 3), dtype=torch.uint8).numpy(),  # T=3, channels-last
     ):
         check_llm_input({"prompt_token_ids": [1, 2], "multi_modal_data": {"video": video}}, 10)
     cases = {

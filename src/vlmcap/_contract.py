@@ -242,7 +242,7 @@ def video_problem(value: Any) -> str | None:
         if t is None:
             return f"the video frames are a {type(video.frames).__name__}, not a tensor or array"
         shape = tuple(int(s) for s in t.shape)
-        if len(shape) != 4 or 3 not in (shape[1], shape[3]) or (shape[0] == 3 and shape[1] != 3):
+        if len(shape) != 4 or 3 not in (shape[1], shape[3]):
             return (
                 f"multi_modal_data['video'] has shape {shape}; expected (T, 3, H, W) "
                 f"(or channels-last (T, H, W, 3)): {layout_hint(shape)}"
