@@ -3,7 +3,8 @@
 - Conformance (contracts/README.md): :func:`check_plugin`, :func:`plugin_checks`,
   :func:`parametrize_with_checks`, :class:`ConformanceReport`. Hypothesis strategies live in
   :mod:`vlmcap.testing.strategies` (needs the ``testing`` extra).
-- Models without downloads: :func:`tiny_checkpoint`.
+- Models without downloads: :func:`tiny_checkpoint` (vlmcap's recipes),
+  :func:`tiny_checkpoint_like` (any transformers architecture, from its config and processor).
 - Media: :func:`synthetic_clip` (a tensor), :func:`sample_videos`, :func:`sample_image`,
   :func:`broken_media` (files).
 - Fault injection: :class:`FakeEngine`.
@@ -35,6 +36,7 @@ from vlmcap.testing._samples import (
     write_video as write_video,
 )
 from vlmcap.testing._tiny import tiny_checkpoint as tiny_checkpoint, tiny_variants as tiny_variants
+from vlmcap.testing._tiny_like import tiny_checkpoint_like as tiny_checkpoint_like
 
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "sample_videos",
     "synthetic_clip",
     "tiny_checkpoint",
+    "tiny_checkpoint_like",
     "tiny_variants",
     "write_video",
 ]

@@ -322,6 +322,11 @@ def tiny_checkpoint(
         raise UnknownVariantError(variant, tiny_variants(), what="tiny checkpoint recipe")
     key = hashlib.sha256(f"{variant}:{seed}:{_BUILD_VERSION}".encode()).hexdigest()[:12]
     target = Path(dest) if dest is not None else _default_root() / f"{variant}-{key}"
+    return build_atomically(target, key, lambda tmp: _BUILDERS[variant](tmp, seed))
+
+
+def build_atomically(target: Path, key: str, build: Callable[[Path], None]) -> Path:
+    """``build`` a checkpoint into ``target`` unless it holds a complete build stamped ``key``."""
     stamp = target / ".vlmcap-tiny"
     if stamp.is_file() and stamp.read_text() == key:
         return target
@@ -330,7 +335,7 @@ def tiny_checkpoint(
     # half-written checkpoint that looks complete.
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        _BUILDERS[variant](tmp, seed)
+        build(tmp)
         (tmp / ".vlmcap-tiny").write_text(key)
         if target.exists():
             shutil.rmtree(target)

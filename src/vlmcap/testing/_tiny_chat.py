@@ -15,6 +15,7 @@ two placeholder tokens, and are a few MB with random weights.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,18 @@ _VISION = {
 """A 32x32 image in 8x8 patches: 16 vision tokens per image (4 per video frame after pooling)."""
 
 
-def _tokenizer(dest: Path, chat_template: str) -> tuple[Any, dict[str, int]]:
-    """The shared tiny tokenizer plus ``<image>`` and ``<video>``, with ``chat_template``."""
+def _tokenizer(
+    dest: Path, chat_template: str, extra: Sequence[str] = (IMAGE_TOKEN, VIDEO_TOKEN)
+) -> tuple[Any, dict[str, int]]:
+    """The shared tiny tokenizer plus the special tokens ``extra``, with ``chat_template``."""
     from vlmcap.testing import _tiny
 
     tokenizer = _tiny._train_tokenizer(dest)  # noqa: SLF001 - the shared recipe of this package
-    tokenizer.add_special_tokens(
-        {"extra_special_tokens": [IMAGE_TOKEN, VIDEO_TOKEN]}, replace_extra_special_tokens=False
-    )
+    new = [t for t in extra if t not in tokenizer.get_vocab()]
+    tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
     tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(dest)
-    names = ("<|endoftext|>", "<|im_end|>", IMAGE_TOKEN, VIDEO_TOKEN)
+    names = ("<|endoftext|>", "<|im_end|>", *extra)
     return tokenizer, {t: int(tokenizer.convert_tokens_to_ids(t)) for t in names}
 
 

@@ -1,0 +1,141 @@
+"""A third-party plugin for SmolVLM / Idefics3, written as the plugin guide writes one.
+
+vLLM takes only images for ``Idefics3ForConditionalGeneration``, so the clip's frames go as up to
+:data:`MAX_IMAGES` evenly spaced PIL images under ``"image"``, one ``<image>`` placeholder each in
+the model's own chat template (the pattern of ``contracts/reference_plugins/image_frames.py``).
+vlmcap ships no recipe for it: ``tests/test_tiny_like.py`` builds its tiny checkpoint with
+:func:`vlmcap.testing.tiny_checkpoint_like` (:func:`build_tiny`) and serves it with
+``--model tests._idefics3_plugin:VllmIdefics3 --model-path DIR``.
+"""
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from vlmcap import LLM, VllmCaptionRequest, VllmConfig, VllmPlugin
+
+
+MAX_IMAGES = 4
+DEFAULT_REFINE_PROMPT = "Improve the following description of these video frames: "
+
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'] is string %}: {{ message['content'] }}"
+    "{% else %}{% if message['content'][0]['type'] == 'image' %}:{% else %}: {% endif %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% elif c['type'] == 'image' %}<image>{% endif %}{% endfor %}{% endif %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+"""SmolVLM's chat format (``User:<image>...<end_of_utterance>``), written for the tiny model."""
+
+SPECIAL_TOKENS = (
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+    "<end_of_utterance>",
+    *(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)),
+)
+"""The tokens ``Idefics3Processor`` and vLLM's Idefics3 prompt expansion use."""
+
+
+def to_images(frames: torch.Tensor) -> list[Image.Image]:
+    """Up to :data:`MAX_IMAGES` evenly spaced frames of ``(T, 3, H, W)`` as RGB PIL images."""
+    picked = torch.linspace(0, frames.shape[0] - 1, min(MAX_IMAGES, frames.shape[0])).round()
+    frames = frames[picked.long()]
+    if frames.dtype != torch.uint8:
+        frames = (frames.float() * 255).round().to(torch.uint8)
+    return [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy(), mode="RGB") for f in frames]
+
+
+def render(processor: Any, num_images: int, text: str) -> str:
+    """The chat prompt with ``num_images`` image placeholders followed by ``text``."""
+    content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
+    content.append({"type": "text", "text": text})
+    messages = [{"role": "user", "content": content}]
+    return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+
+
+class VllmIdefics3(VllmPlugin):
+    """Captions a clip with an Idefics3 / SmolVLM checkpoint from a few of its frames."""
+
+    @staticmethod
+    def model_variant() -> str:
+        return "idefics3"
+
+    @classmethod
+    def processor(cls) -> Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(cls.model_path())
+
+    @classmethod
+    def model(cls, config: VllmConfig) -> Any:
+        return LLM(
+            model=str(cls.model_path()),
+            max_model_len=config.max_model_len or 8192,
+            limit_mm_per_prompt={"image": MAX_IMAGES},
+        )
+
+    @staticmethod
+    def make_llm_input(prompt: str, frames: torch.Tensor, processor: Any) -> dict[str, Any]:
+        images = to_images(frames)
+        return {
+            "prompt": render(processor, len(images), prompt),
+            "multi_modal_data": {"image": images},
+        }
+
+    @staticmethod
+    def make_refined_llm_request(
+        request: VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
+    ) -> VllmCaptionRequest:
+        if request.caption is None:
+            msg = "request caption is None: stage 2 refines the stage-1 caption"
+            raise ValueError(msg)
+        images = request.inputs["multi_modal_data"]["image"]
+        prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
+        return VllmCaptionRequest(
+            request_id=secrets.token_hex(8),
+            inputs={
+                "prompt": render(processor, len(images), prefix + request.caption),
+                "multi_modal_data": {"image": images},
+            },
+        )
+
+    @staticmethod
+    def decode(vllm_output: Any) -> str:
+        return str(vllm_output.outputs[0].text).strip()
+
+
+def make_processor(tokenizer: Any, config: Any) -> Any:
+    """``Idefics3Processor`` for a (tiny) ``Idefics3Config``: tiles of the vision image size."""
+    from transformers import Idefics3ImageProcessor, Idefics3Processor
+
+    side = config.vision_config.image_size
+    return Idefics3Processor(
+        image_processor=Idefics3ImageProcessor(
+            size={"longest_edge": 2 * side}, max_image_size={"longest_edge": side}
+        ),
+        tokenizer=tokenizer,
+        image_seq_len=(side // config.vision_config.patch_size) ** 2 // config.scale_factor**2,
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def build_tiny(dest: Path | str) -> Path:
+    """A tiny random Idefics3 checkpoint in ``dest`` (reused when already built)."""
+    from transformers import Idefics3Config
+
+    from vlmcap.testing import tiny_checkpoint_like
+
+    return tiny_checkpoint_like(
+        dest,
+        Idefics3Config,
+        make_processor,
+        special_tokens=SPECIAL_TOKENS,
+        chat_template=CHAT_TEMPLATE,
+        eos_token="<end_of_utterance>",
+        token_ids={"image_token_id": "<image>"},
+    )
