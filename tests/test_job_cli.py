@@ -161,28 +161,33 @@ def test_times_have_no_float_noise() -> None:
 
 
 _LOGS = (
-    "import logging, sys; from vlmcap.cli import quiet_third_party; "
+    "import logging, sys, warnings; from vlmcap.cli import quiet_third_party; "
     "quiet_third_party(int(sys.argv[1])); import vllm, transformers; "
     "log = logging.getLogger('vllm.test'); log.info('INFO-MARK'); log.warning('WARN-MARK'); "
-    "transformers.logging.get_logger('transformers.test').info('TF-INFO-MARK'); print('ours')"
+    "log.error('ERROR-MARK'); warnings.warn('PY-WARNING-MARK', stacklevel=1); "
+    "transformers.logging.get_logger('transformers.test').warning('TF-WARN-MARK'); "
+    "print('ours')"
 )
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("verbose", [0, 1])
-def test_third_party_logs_are_warnings_on_stderr_unless_verbose(verbose: int) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "TRANSFORMERS_"))}
+def test_third_party_logs_stay_off_stdout_and_quiet_unless_verbose(verbose: int) -> None:
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("VLLM_", "TRANSFORMERS_", "TORCH_", "PYTHONWARNINGS"))
+    }
     done = subprocess.run(
         [sys.executable, "-c", _LOGS, str(verbose)],
         capture_output=True, text=True, env=env, timeout=300, check=True,
     )
     assert done.stdout == "ours\n", "nothing of vLLM's on stdout"
-    assert "WARN-MARK" in done.stderr
-    assert ("INFO-MARK" in done.stderr) == bool(verbose)
-    assert ("TF-INFO-MARK" in done.stderr) == bool(verbose)
+    assert "ERROR-MARK" in done.stderr
+    for mark in ("INFO-MARK", "WARN-MARK", "TF-WARN-MARK", "PY-WARNING-MARK"):
+        assert (mark in done.stderr) == bool(verbose), mark
     if not verbose:
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-        assert not [ln for ln in lines if " INFO " in ln], lines
+        assert lines == [ln for ln in lines if "ERROR" in ln], "only errors by default"
 
 
 def test_dev_run_keeps_the_callers_directory(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The ``vlmcap`` command: caption, check, bench, demo, download, plugins, prompts, tiny-checkpoint.
 
-Logging: vLLM's and transformers' logs go to stderr at WARNING (``-v``: INFO, ``-vv``: DEBUG),
-Python warnings of third-party code are hidden unless ``-v``; stdout carries only what a
+Logging: vLLM's, transformers' and torch's logs go to stderr, errors only (``-v``: warnings and
+INFO, ``-vv``: DEBUG); Python warnings are hidden unless ``-v``; stdout carries only what a
 command prints as its result. This is set up here, in the command, before vLLM is imported
 (vLLM reads its logging settings at import time); the library itself never reconfigures a
 caller's logging.
@@ -44,14 +44,16 @@ from vlmcap.video._reaper import start_reaper
 DEFAULT_MAX_TOKENS = 512
 """``vlmcap caption --max-tokens`` default: a few paragraphs; a longer caption is ``truncated``."""
 
-_LEVELS = {0: "WARNING", 1: "INFO"}
+_LEVELS = {0: "ERROR", 1: "INFO"}
 
 
 def quiet_third_party(verbose: int) -> None:
-    """Route vLLM, transformers and Python warnings for this command (call before vLLM loads).
+    """Route vLLM, transformers, torch and Python warnings for this command (before vLLM loads).
 
-    Environment variables reach vLLM's engine processes too; a variable the user set wins
-    unless ``-v`` was given.
+    Default: their errors only (a CPU build alone makes vLLM, torch and transformers print
+    two dozen warnings a user cannot act on); ``-v``: their warnings and INFO; ``-vv``: DEBUG.
+    Always on stderr. Environment variables reach vLLM's engine processes too; a variable the
+    user set wins unless ``-v`` was given.
     """
     level = _LEVELS.get(verbose, "DEBUG")
     put = os.environ.__setitem__ if verbose else os.environ.setdefault
@@ -60,11 +62,18 @@ def quiet_third_party(verbose: int) -> None:
     put("TRANSFORMERS_VERBOSITY", level.lower())
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     if not verbose:
+        os.environ.setdefault("TORCH_LOGS", "-torch")
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
         os.environ.setdefault("PYTHONWARNINGS", "ignore")
         warnings.simplefilter("ignore")
     logging.basicConfig(
-        level=level, stream=sys.stderr, format="vlmcap: %(levelname)s %(name)s: %(message)s"
+        level="WARNING" if not verbose else level,
+        stream=sys.stderr,
+        format="vlmcap: %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for name in ("vllm", "transformers", "torch"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _cmd_plugins(_args: argparse.Namespace) -> int:
@@ -389,8 +398,8 @@ def _caption_epilog() -> str:
 
 def _add_verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                   help="show vLLM/transformers logs at INFO (-vv: DEBUG) and warnings; "
-                        "default: WARNING and up only")
+                   help="show vLLM/transformers/torch warnings and INFO logs (-vv: DEBUG); "
+                        "default: their errors only")
 
 
 def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -549,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vlmcap {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="show vLLM/transformers logs at INFO (-vv: DEBUG) and warnings")
+                        help="show vLLM/transformers/torch warnings and INFO logs (-vv: DEBUG)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_caption_parser(sub)
     _add_check_parser(sub)
