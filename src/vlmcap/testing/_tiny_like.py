@@ -54,7 +54,6 @@ VISION_SIZES: Mapping[str, int] = {
     "num_heads": 2,
     "num_key_value_heads": 2,
     "head_dim": 32,
-    "projection_dim": 64,
 }
 """Sizes of a vision (or audio) encoder."""
 
@@ -65,7 +64,8 @@ PATCHES_PER_SIDE = 4
 MIN_POSITIONS = 32768
 """Text ``max_position_embeddings`` is raised to at least this (vlmcap's checks run 4,096)."""
 
-_LAYER_LISTS = ("indexes", "indices", "_layers", "layer_ids", "layer_types")
+_LAYER_LISTS = ("indexes", "indices", "_layers", "layer_ids", "layer_types", "block_type")
+_FEEDS_TEXT = ("out_hidden_size", "projection_dim")
 _TOKEN_FIELDS = ("_token_id", "_token_index", "_token_ids")
 _BUILD_VERSION = "1"
 
@@ -77,27 +77,39 @@ def _sub_configs(config: Any) -> dict[str, Any]:
     return {name: v for name, v in vars(config).items() if isinstance(v, PretrainedConfig)}
 
 
-def _is_encoder(name: str, config: Any) -> bool:
+def _is_language_model(name: str, config: Any) -> bool:
     label = f"{name} {getattr(config, 'model_type', '')}".lower()
-    return any(word in label for word in ("vision", "visual", "image", "audio", "speech"))
+    return any(word in label for word in ("text", "language", "llm", "decoder"))
+
+
+def _get(config: Any, field: str) -> Any:
+    """``config.field``, or None (also for a per-layer field of a heterogeneous config)."""
+    try:
+        return getattr(config, field, None)
+    except RuntimeError:  # transformers' AmbiguousGlobalPerLayerAttributeError
+        return None
 
 
 def _shrink_one(config: Any, sizes: Mapping[str, int], *, text: bool) -> None:
+    before = _get(config, "num_hidden_layers") or _get(config, "depth")
     for field, value in sizes.items():
-        if isinstance(getattr(config, field, None), int):
+        if isinstance(_get(config, field), int):
             setattr(config, field, value)
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "depth", None)
-    if isinstance(layers, int):
-        _shrink_layer_lists(config, layers)
-    patch, image = getattr(config, "patch_size", None), getattr(config, "image_size", None)
+    if isinstance(before, int):
+        _shrink_layer_lists(config, before, min(before, sizes["num_hidden_layers"]))
+    patch, image = _get(config, "patch_size"), _get(config, "image_size")
     if isinstance(patch, int) and isinstance(image, int):
         config.image_size = PATCHES_PER_SIDE * patch
     if text:
         _fit_text(config, sizes)
 
 
-def _shrink_layer_lists(config: Any, layers: int) -> None:
-    """Per-layer lists within ``layers``: indexes clamped, ``layer_types`` keep each kind."""
+def _shrink_layer_lists(config: Any, before: int, layers: int) -> None:
+    """Per-layer lists cut from ``before`` to ``layers`` layers.
+
+    Indexes are clamped into range; lists of layer kinds (``layer_types``, a hybrid's block
+    types) keep each kind, in order.
+    """
     for field, value in list(vars(config).items()):
         if (
             not field.endswith(_LAYER_LISTS)
@@ -108,18 +120,18 @@ def _shrink_layer_lists(config: Any, layers: int) -> None:
             continue
         if all(isinstance(v, int) for v in value):
             setattr(config, field, sorted({min(v, layers - 1) for v in value}))
-        elif all(isinstance(v, str) for v in value):  # layer_types: every kind, in order
+        elif all(isinstance(v, str) for v in value) and len(value) == before:
             kinds = list(dict.fromkeys(value))
             setattr(config, field, [*kinds, *[kinds[-1]] * layers][:layers])
 
 
 def _fit_text(config: Any, sizes: Mapping[str, int]) -> None:
     """Positions for vlmcap's context lengths, ``mrope_section`` within the head, untied head."""
-    positions = getattr(config, "max_position_embeddings", None)
+    positions = _get(config, "max_position_embeddings")
     if isinstance(positions, int):
         config.max_position_embeddings = max(positions, MIN_POSITIONS)
-    rope = getattr(config, "rope_parameters", None)
-    head = getattr(config, "head_dim", None) or sizes["hidden_size"] // sizes["num_attention_heads"]
+    rope = _get(config, "rope_parameters")
+    head = _get(config, "head_dim") or sizes["hidden_size"] // sizes["num_attention_heads"]
     if isinstance(rope, dict) and isinstance(rope.get("mrope_section"), list):
         rope["mrope_section"] = _rescale(rope["mrope_section"], head // 2)
     if hasattr(config, "tie_word_embeddings"):
@@ -136,11 +148,13 @@ def _rescale(sections: Sequence[int], total: int) -> list[int]:
 def shrink_config(config: Any) -> Any:
     """A copy of ``config`` (a transformers config) with every size-like field made tiny.
 
-    Sub-configs whose name or ``model_type`` says vision, image, audio or speech get
-    :data:`VISION_SIZES`, the others (and a config without sub-configs) :data:`TEXT_SIZES`.
+    Sub-configs whose name or ``model_type`` says text, language, llm or decoder get
+    :data:`TEXT_SIZES`, the others (vision, audio, ... encoders) :data:`VISION_SIZES`; a config
+    with no such language sub-config is itself the language model and gets :data:`TEXT_SIZES`.
     Only fields the config has are set. Encoder fields that feed the language model
-    (``out_hidden_size``) follow the text hidden size. Word embeddings are untied (the head is
-    shaped apart from them). Raises :class:`~vlmcap.ConfigError` for anything but a config.
+    (``out_hidden_size``, ``projection_dim``) follow the text hidden size. Word embeddings are
+    untied (the head is shaped apart from them). Raises :class:`~vlmcap.ConfigError` for
+    anything but a config.
     """
     from transformers import PretrainedConfig
 
@@ -151,17 +165,16 @@ def shrink_config(config: Any) -> Any:
         raise ConfigError(msg)
     config = copy.deepcopy(config)
     subs = _sub_configs(config)
-    encoders = {n: c for n, c in subs.items() if _is_encoder(n, c)}
+    encoders = {n: c for n, c in subs.items() if not _is_language_model(n, c)}
     for name, sub in subs.items():
         encoder = name in encoders
         _shrink_one(sub, VISION_SIZES if encoder else TEXT_SIZES, text=not encoder)
-    if not set(subs) - set(encoders):  # no separate language model: the top level is one
-        _shrink_one(config, TEXT_SIZES, text=True)
-    elif hasattr(config, "tie_word_embeddings"):
-        config.tie_word_embeddings = False
+    # The top level is the language model, or mirrors its sizes (Fuyu, PaliGemma, Ovis2).
+    _shrink_one(config, TEXT_SIZES, text=True)
     for sub in encoders.values():
-        if isinstance(getattr(sub, "out_hidden_size", None), int):
-            sub.out_hidden_size = TEXT_SIZES["hidden_size"]
+        for field in _FEEDS_TEXT:
+            if isinstance(_get(sub, field), int):
+                setattr(sub, field, TEXT_SIZES["hidden_size"])
     return config
 
 
