@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 import vlmcap
 from vlmcap import _registry
@@ -69,7 +70,8 @@ def test_structural_plugin_is_accepted_and_gets_optional_kwargs_it_declares() ->
         assert not isinstance(some_class, vlmcap.VllmPlugin)  # lacks model_id/model_path
         md = vlmcap.VideoMetadata.uniform(2, 2.0)
         cfg = vlmcap.VllmConfig(model_variant="structural-test")
-        out = call_make_llm_input(Structural, "p", None, None, metadata=md, config=cfg)  # type: ignore[arg-type]
+        frames = torch.zeros((2, 3, 4, 4), dtype=torch.uint8)
+        out = call_make_llm_input(Structural, "p", frames, None, metadata=md, config=cfg)
         assert out == {"prompt": "p", "md": md}  # metadata passed, config not (not declared)
         with pytest.raises(vlmcap.UnknownVariantError, match="model id"):
             plugin_model_id(Structural)

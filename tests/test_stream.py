@@ -58,7 +58,7 @@ def _arrivals(inputs: list[dict[str, Any]], gaps: list[int]) -> Iterator[dict[st
 def test_a_stream_gives_the_batch_results_under_any_arrival_pattern(
     n: int, gaps: list[int], delays: list[int], limit: int, stage2: bool
 ) -> None:
-    config = attrs.evolve(CONFIG, stage2_caption=stage2)
+    config = attrs.evolve(CONFIG, stage2_caption=stage2, stall_timeout_s=60.0)  # no timing race
 
     def steps(_id: str, inp: Mapping[str, Any]) -> int:
         return delays[_index(inp) % 25] if str(inp["prompt"]).startswith("clip") else 2

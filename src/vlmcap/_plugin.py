@@ -240,7 +240,8 @@ class CurrentPlugin(_Common, Protocol):
 PluginClass: TypeAlias = type[GuidePlugin] | type[CurrentPlugin]
 """A plugin, as the registry and every host function take it: the class object of either form."""
 
-P = TypeVar("P", bound=PluginClass)
+G = TypeVar("G", bound=type[GuidePlugin])
+C = TypeVar("C", bound=type[CurrentPlugin])
 
 
 class PluginForm(enum.StrEnum):

@@ -31,7 +31,9 @@ def _md_positive(_inst: object, attribute: "attrs.Attribute[Any]", value: object
         raise MetadataError(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
-def _int_tuple(values: Iterable[int]) -> tuple[int, ...]:
+def _int_tuple(values: object) -> tuple[int, ...]:  # validates anything it is given
+    if not isinstance(values, Iterable) or isinstance(values, str | bytes):
+        raise MetadataError(f"expected a sequence of ints, got {values!r:.60}")
     try:
         return tuple(int(v) for v in values)
     except (TypeError, ValueError) as exc:

@@ -7,10 +7,10 @@ listing variants never imports a model's dependencies.
 import functools
 import importlib
 import importlib.metadata
-from typing import Any
+from typing import Any, overload
 
 from vlmcap._errors import PluginError, UnknownVariantError
-from vlmcap._plugin import P, PluginClass, check_plugin_structure
+from vlmcap._plugin import C, G, PluginClass, check_plugin_structure
 
 
 ENTRY_POINT_GROUP = "vlmcap.plugins"
@@ -66,16 +66,26 @@ def available_variants() -> tuple[str, ...]:
     return tuple(sorted(plugin_specs()))
 
 
-def register_plugin(plugin: P) -> P:
+@overload
+def register_plugin(plugin: G) -> G: ...
+
+
+@overload
+def register_plugin(plugin: C) -> C: ...
+
+
+def register_plugin(plugin: object) -> object:
     """Register a plugin class under its ``model_variant()``; usable as a class decorator.
 
-    ``plugin`` is typed with the plugin protocols (:data:`vlmcap.PluginClass`), so mypy rejects
-    a class whose members do not match either form; at runtime the same protocols are checked.
+    Statically, ``plugin`` must match one of the plugin protocols (:data:`vlmcap.PluginClass`):
+    mypy rejects a class whose members match neither form. At runtime the same protocols are
+    checked (the implementation takes any object, so that the error is vlmcap's own).
 
     Raises:
         PluginError: a member is missing or has the wrong signature or return type.
     """
-    _registered[str(plugin.model_variant())] = check_plugin_structure(plugin)
+    checked = check_plugin_structure(plugin)
+    _registered[str(checked.model_variant())] = checked
     return plugin
 
 

@@ -72,7 +72,7 @@ The shapes change color over time: the square turns green and the circle turns o
 """.strip()
 
 _TOKENIZER_VOCAB = 512
-_BUILD_VERSION = "7"  # bump when the recipe changes; part of the cache key (7: Phi-4 audio)
+_BUILD_VERSION = "8"  # bump when the recipe changes; part of the cache key (8: Phi-4 audio)
 
 
 def _train_tokenizer(dest: Path) -> Any:

@@ -17,7 +17,8 @@ Shapes that vLLM fixes are kept: a 200064-entry vocabulary (the image placeholde
 hard-coded in vLLM), SigLIP's width 1152, 448-pixel crops and 14-pixel patches. Everything vLLM
 lets a config choose is tiny: a 2-layer language model of width 64, a tied embedding, a SigLIP
 tower with its patch and position embeddings and no encoder layer, and a 1-block audio encoder
-(never loaded: vlmcap sets the audio limit to 0, so vLLM skips the audio tower and its weights).
+(random weights of vLLM's own module shapes, so an engine with audio enabled starts as with the
+real model; vlmcap's plugin sets the audio limit to 0, so vLLM skips it).
 
 vLLM reads the vision tower's depth from ``img_processor["layer_idx"]`` (a dict) but also looks
 ``img_processor`` up as the encoder's name in a table keyed by ``"siglip-so400m-patch14-448"``;
@@ -547,3 +548,46 @@ def build_phi4(dest: Path, seed: int) -> None:
                "eos_token_id": [ids["<|endoftext|>"], ids["<|end|>"]],
                "pad_token_id": ids["<|endoftext|>"]}
     (dest / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2))
+    _audio_tower(dest, seed)
+
+
+_AUDIO = "model.embed_tokens_extend.audio_embed."
+_AUDIO_PREFIXES = (  # vLLM's module name -> the checkpoint's (vLLM's hf_to_vllm_mapper, reversed)
+    ("audio_projection_for_vision.", _AUDIO + "audio_projection.vision."),
+    ("audio_projection.", _AUDIO + "audio_projection.speech."),
+    ("", _AUDIO),
+)
+
+
+def _audio_tower(dest: Path, seed: int) -> None:
+    """Random audio-tower weights: an engine with audio on starts, as with the real model.
+
+    cosmos-curate's Phi-4 plugin leaves audio on.
+    The tensor names and shapes are read from vLLM's own ``AudioEmbedding`` built from this
+    checkpoint's config (a 1-block conformer, about 22k parameters), and saved under the names
+    of the published checkpoint in a second safetensors file with an index.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig
+    from vllm.model_executor.models.phi4mm_audio import AudioEmbedding
+
+    torch.manual_seed(seed + 1)
+    config = AutoConfig.from_pretrained(dest, trust_remote_code=True)
+    layer = config.embd_layer["audio_embd_layer"]
+    tower = AudioEmbedding(config, **{"embedding_cls": layer["embedding_cls"], **layer})
+    audio: dict[str, Any] = {}
+    for name, tensor in tower.state_dict().items():
+        vllm_prefix, ckpt_prefix = next(p for p in _AUDIO_PREFIXES if name.startswith(p[0]))
+        key = ckpt_prefix + name.removeprefix(vllm_prefix)
+        audio[key] = tensor.detach().to(torch.bfloat16).contiguous()
+    main = load_file(dest / "model.safetensors")
+    save_file(audio, dest / "model-audio.safetensors", metadata={"format": "pt"})
+    index = {
+        "metadata": {},
+        "weight_map": {
+            **dict.fromkeys(main, "model.safetensors"),
+            **dict.fromkeys(audio, "model-audio.safetensors"),
+        },
+    }
+    (dest / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
