@@ -8,6 +8,7 @@ pkg.module:Class``) through a plugin that is not installed, in subprocesses, as 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_
 
 from tests import _idefics3_plugin as plugin
 from vlmcap import ConfigError
-from vlmcap.testing import sample_videos, tiny_checkpoint_like
+from vlmcap.cli import main
+from vlmcap.testing import sample_videos, tiny_checkpoint_like, tiny_variants
 from vlmcap.testing._tiny_like import shrink_config
 from vlmcap.video import read_rows
 
@@ -211,3 +213,13 @@ def test_caption_takes_the_uninstalled_plugin(tiny_idefics3: Path, tmp_path: Pat
     per_image //= config.scale_factor**2
     for r in rows:  # every image's tokens reached the model
         assert r.prompt_tokens > min(plugin.MAX_IMAGES, r.frames) * per_image, r
+
+
+def test_tiny_checkpoint_help_describes_every_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["tiny-checkpoint", "--help"])
+    assert done.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert all(re.search(rf"\b{variant}\b", out) for variant in tiny_variants()), out
+    assert "tiny_checkpoint_like" in out
+    assert "--seed SEED seed of the random weights" in out

@@ -592,10 +592,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_plugins)
     p = sub.add_parser("prompts", help="list the named prompts of --prompt-variant")
     p.set_defaults(func=_cmd_prompts)
-    p = sub.add_parser("tiny-checkpoint", help="build a tiny checkpoint for a variant")
-    p.add_argument("variant", help="a tiny-checkpoint recipe, e.g. qwen")
-    p.add_argument("dest", nargs="?", default=None, help="folder (default: the user cache)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the weights")
+    p = sub.add_parser(
+        "tiny-checkpoint",
+        help="build a tiny checkpoint for a variant",
+        description=(
+            "Build (offline, deterministic, a few MB) a checkpoint of a recipe's real architecture "
+            "with random weights and a tokenizer trained on a small corpus, whose greedy output is "
+            "visible words; print its folder. A folder that already holds the same build is "
+            "reused. For an architecture with no recipe, build one from its transformers config "
+            "and processor with vlmcap.testing.tiny_checkpoint_like (README: Writing a plugin)."
+        ),
+    )
+    p.add_argument(
+        "variant",
+        help="a recipe: qwen, cosmos_r1 (Qwen2.5-VL); cosmos_r2, qwen3_vl (dense Qwen3-VL); "
+        "qwen3_vl_moe; phi4; chat (LLaVA-OneVision, video); chat_image (LLaVA-1.5, images)",
+    )
+    p.add_argument(
+        "dest",
+        nargs="?",
+        default=None,
+        help="folder to build into (default: $VLMCAP_TINY_DIR or ~/.cache/vlmcap/tiny, "
+        "one subfolder per recipe, seed and recipe version)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     p.set_defaults(func=_cmd_tiny)
     return parser
 
