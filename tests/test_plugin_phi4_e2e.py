@@ -85,9 +85,15 @@ def test_placeholders_expand_to_the_native_token_counts(processor: Any) -> None:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[tuple[vlmcap.VllmConfig, Any, Any, Any]]:
-    """(config, llm, processor, sampling params) of one engine for the module."""
+    """(config, llm, processor, sampling params) of one engine for the module.
+
+    The engine leaves audio on, as cosmos-curate's Phi-4 plugin does (vlmcap's sets it to 0):
+    the tiny checkpoint accepts what the real model accepts, audio tower included.
+    """
     config = _config(batch_size=2)
-    llm = vlmcap.vllm_model(config)
+    kwargs = VllmPhi4.engine_kwargs(config)
+    kwargs["limit_mm_per_prompt"] = {**kwargs["limit_mm_per_prompt"], "audio": 1}
+    llm = vlmcap.LLM(**kwargs)
     try:
         yield config, llm, vlmcap.auto_processor(config), vlmcap.sampling_params(config)
     finally:
