@@ -55,7 +55,7 @@ def make_rows(
     rows = []
     for i in range(n):
         words: list[str] = []
-        while sum(len(w) + 1 for w in words) < caption_chars:
+        while sum(len(w) + 1 for w in words) <= caption_chars:
             words.append(rng.choice(vocabulary))
         text = " ".join(words)
         result = CaptionResult(
