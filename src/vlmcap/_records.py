@@ -14,6 +14,7 @@ from typing import Any, Literal
 import attrs
 
 from vlmcap._errors import ConfigError, MetadataError
+from vlmcap._quality import QualitySettings
 
 
 def _positive(_inst: object, attribute: "attrs.Attribute[Any]", value: float) -> None:
@@ -106,6 +107,15 @@ class VllmConfig:
     """cosmos-curate's fast local copy: when set, ``model_path()`` resolves to
     ``copy_weights_to/<hf id>`` and :func:`vlmcap.vllm_model` copies the checkpoint there first
     if it is missing (e.g. a local NVMe disk under a network checkpoint store)."""
+    quality: QualitySettings = attrs.field(factory=QualitySettings)
+    """Thresholds of the caption quality flags, the flags that reject a window (error row) and
+    the sampling of a retry (see :mod:`vlmcap._quality`); not part of the settings fingerprint."""
+    max_video_tokens: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+    """Visual token budget per window: the file job shrinks the frames, and if needed keeps
+    fewer, so a window's video tokens stay within it (see :mod:`vlmcap._budget`); ``None``: the
+    model's own frame size."""
     sampling_fps: float = attrs.field(default=2.0, validator=_positive)
     """fps assumed for bare frame tensors when no metadata is given."""
     gpu_memory_utilization: float | None = None

@@ -1,0 +1,182 @@
+"""Caption quality flags: the rules' invariants (Hypothesis), the output's flags column and
+quality file on a fake engine, and the tiny model's looping captions through the real engine."""
+
+import random
+import string
+
+import attrs
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from vlmcap._errors import ConfigError
+from vlmcap._quality import (
+    FLAGS,
+    Captioned,
+    QualitySettings,
+    all_flags,
+    length_outliers,
+    modified_z,
+    near_duplicates,
+    quality_report,
+    repetition,
+    retry_sampling,
+    row_flags,
+    words,
+)
+from vlmcap._records import VllmSamplingConfig
+
+
+WORD = st.text(string.ascii_lowercase, min_size=1, max_size=8)
+SETTINGS = st.tuples(
+    st.integers(1, 8),  # repeat_max_ngram
+    st.integers(2, 6),  # repeat_min_times
+    st.floats(0.5, 6),  # length_z
+    st.integers(2, 12),  # length_min_rows
+    st.floats(0.05, 1.0),  # duplicate_jaccard
+    st.integers(1, 4),  # shingle
+).map(lambda a: QualitySettings(*a))
+
+
+@given(
+    st.lists(WORD, min_size=1, max_size=8),
+    st.integers(0, 6),
+    st.lists(WORD, max_size=5),
+    st.lists(WORD, max_size=5),
+    SETTINGS,
+)
+def test_repetition_flags_any_repeated_ngram(
+    gram: list[str], extra: int, before: list[str], after: list[str], s: QualitySettings
+) -> None:
+    assume(len(gram) <= s.repeat_max_ngram)
+    times = s.repeat_min_times + extra
+    caption = " ".join([*before, *gram * times, *after])
+    assert repetition(caption, s)
+    assert "repetition" in row_flags(caption, "stop", s)
+
+
+@given(st.lists(WORD, unique=True, max_size=60), SETTINGS)
+def test_repetition_never_flags_distinct_words(caption: list[str], s: QualitySettings) -> None:
+    assert not repetition(" ".join(caption), s)
+
+
+@given(st.lists(WORD, min_size=1, max_size=6), SETTINGS)
+def test_repetition_needs_the_minimum_number_of_repeats(
+    gram: list[str], s: QualitySettings
+) -> None:
+    """One repeat fewer than the threshold, of n-grams of distinct words, is not a loop."""
+    assume(len(set(gram)) == len(gram))
+    assert not repetition(" ".join(gram * (s.repeat_min_times - 1)), s)
+
+
+@given(st.text(max_size=40), st.sampled_from([None, "stop", "length", "abort"]))
+def test_truncated_is_exactly_the_length_finish_reason(text: str, reason: str | None) -> None:
+    assert ("truncated" in row_flags(text, reason)) == (reason == "length")
+    assert row_flags(None, reason) == (), "an error row has no flags"
+
+
+@given(st.integers(0, 500), st.integers(0, 40), SETTINGS)
+def test_equal_lengths_are_never_outliers(length: int, n: int, s: QualitySettings) -> None:
+    assert length_outliers([length] * n, s) == [()] * n
+
+
+@given(st.lists(st.integers(0, 300), max_size=40), SETTINGS, st.randoms())
+def test_length_flags_are_order_independent(
+    lengths: list[int], s: QualitySettings, rnd: random.Random
+) -> None:
+    flags = dict(zip(range(len(lengths)), length_outliers(lengths, s), strict=True))
+    order = list(range(len(lengths)))
+    rnd.shuffle(order)
+    shuffled = length_outliers([lengths[i] for i in order], s)
+    assert [flags[i] for i in order] == shuffled
+
+
+@given(st.lists(st.integers(0, 300), min_size=1, max_size=40), SETTINGS)
+def test_length_flags_follow_the_sign_and_tiny_runs_flag_nothing(
+    lengths: list[int], s: QualitySettings
+) -> None:
+    flags = length_outliers(lengths, s)
+    if len(lengths) < s.length_min_rows:
+        assert all(f == () for f in flags)
+        return
+    median = sorted(lengths)[len(lengths) // 2] if len(lengths) % 2 else None
+    for n, f, z in zip(lengths, flags, modified_z([float(x) for x in lengths]), strict=True):
+        assert ("too_long" in f) == (z > s.length_z)
+        assert ("too_short" in f) == (z < -s.length_z)
+        if median is not None and n == median:
+            assert f == (), "the median is never an outlier"
+
+
+def test_one_far_outlier_among_similar_lengths_is_flagged() -> None:
+    lengths = [40, 42, 38, 41, 39, 40, 43, 37, 40, 400, 2]
+    flags = length_outliers(lengths)
+    assert flags[-2] == ("too_long",) and flags[-1] == ("too_short",)
+    assert all(f == () for f in flags[:-2])
+
+
+@given(st.lists(st.one_of(st.none(), st.lists(WORD, max_size=12).map(" ".join)), max_size=8),
+       SETTINGS, st.randoms())
+def test_near_duplicates_are_order_independent(
+    captions: list[str | None], s: QualitySettings, rnd: random.Random
+) -> None:
+    dup = near_duplicates(captions, s)
+    order = list(range(len(captions)))
+    rnd.shuffle(order)
+    assert near_duplicates([captions[i] for i in order], s) == [dup[i] for i in order]
+    assert not any(d for c, d in zip(captions, dup, strict=True) if c is None)
+
+
+@given(st.lists(WORD, min_size=1, max_size=20), st.integers(0, 4), SETTINGS)
+def test_a_copied_window_is_a_near_duplicate_and_one_window_never_is(
+    caption: list[str], others: int, s: QualitySettings
+) -> None:
+    text = " ".join(caption)
+    assert near_duplicates([text], s) == [False]
+    unrelated = [f"zz{k} qq{k} yy{k} ww{k}" for k in range(others)]
+    dup = near_duplicates([text, *unrelated, text.upper()], s)
+    assert dup[0] and dup[-1]
+    assert not any(dup[1:-1]), "captions sharing no word are never near duplicates"
+
+
+@given(st.lists(st.tuples(st.sampled_from("ab"), st.lists(WORD, max_size=10).map(" ".join),
+                          st.sampled_from(["stop", "length"])), max_size=12),
+       SETTINGS, st.randoms())
+def test_all_flags_are_order_independent_and_known(
+    rows: list[tuple[str, str, str]], s: QualitySettings, rnd: random.Random
+) -> None:
+    recs = [Captioned(src, i, text, fr) for i, (src, text, fr) in enumerate(rows)]
+    flags = all_flags(recs, s)
+    assert all(set(f) <= set(FLAGS) for f in flags)
+    shuffled = list(range(len(recs)))
+    rnd.shuffle(shuffled)
+    again = all_flags([recs[i] for i in shuffled], s)
+    assert again == [flags[i] for i in shuffled]
+    report = quality_report(recs, s)
+    assert sum(report["flag_counts"].values()) == sum(len(f) for f in flags)
+    assert report["length_words"]["count"] == len(recs)
+
+
+def test_settings_reject_only_row_flags_and_name_unknown_ones() -> None:
+    assert QualitySettings(reject=["repetition", "truncated"]).reject == {"repetition", "truncated"}
+    with pytest.raises(ConfigError, match="near_duplicate.*known only when the run ends"):
+        QualitySettings(reject=["near_duplicate"])
+    with pytest.raises(ConfigError, match="unknown quality flag"):
+        QualitySettings(reject=["loops"])
+
+
+@given(st.floats(0, 2), st.floats(0.0001, 1), st.one_of(st.none(), st.integers(0, 9)))
+def test_retry_sampling_bumps_temperature_and_frees_the_seed(
+    temperature: float, top_p: float, seed: int | None
+) -> None:
+    s = QualitySettings()
+    base = VllmSamplingConfig(temperature=temperature, top_p=top_p, seed=seed)
+    retry = retry_sampling(base, s)
+    assert retry.temperature >= max(temperature, s.retry_temperature)
+    assert retry.top_p >= max(top_p, s.retry_top_p)
+    assert retry.seed is None
+    assert attrs.evolve(retry, temperature=0, top_p=1, seed=None) == attrs.evolve(
+        base, temperature=0, top_p=1, seed=None
+    ), "nothing else changes"
+
+
+def test_words_ignore_case_and_punctuation() -> None:
+    assert words("A red car, a RED car!") == ["a", "red", "car", "a", "red", "car"]
