@@ -563,7 +563,7 @@ def test_the_progress_rate_leaves_engine_start_up_out(
 
     bars: list[dict[str, float]] = []
 
-    class Bar(tqdm.tqdm):  # type: ignore[type-arg]
+    class Bar(tqdm.tqdm):  # type: ignore[misc]  # tqdm ships no types
         def close(self) -> None:
             if self.unit == "file":  # the job's bar (not vLLM's or a loader's)
                 bars.append({"elapsed": self._time() - self.start_t, "n": self.n})
