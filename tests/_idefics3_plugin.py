@@ -2,7 +2,8 @@
 
 vLLM takes only images for ``Idefics3ForConditionalGeneration``, so the clip's frames go as up to
 :data:`MAX_IMAGES` evenly spaced PIL images under ``"image"``, one ``<image>`` placeholder each in
-the model's own chat template (the pattern of ``contracts/reference_plugins/image_frames.py``).
+the model's own chat template (the pattern, and the helpers, of
+``contracts/reference_plugins/image_frames.py``).
 vlmcap ships no recipe for it: ``tests/test_tiny_like.py`` builds its tiny checkpoint with
 :func:`vlmcap.testing.tiny_checkpoint_like` (:func:`build_tiny`) and serves it with
 ``--model tests._idefics3_plugin:VllmIdefics3 --model-path DIR``.
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
+from contracts.reference_plugins.image_frames import render, to_images
 
 from vlmcap import LLM, VllmCaptionRequest, VllmConfig, VllmPlugin
 
@@ -41,21 +42,10 @@ SPECIAL_TOKENS = (
 """The tokens ``Idefics3Processor`` and vLLM's Idefics3 prompt expansion use."""
 
 
-def to_images(frames: torch.Tensor) -> list[Image.Image]:
-    """Up to :data:`MAX_IMAGES` evenly spaced frames of ``(T, 3, H, W)`` as RGB PIL images."""
+def spaced(frames: torch.Tensor) -> torch.Tensor:
+    """Up to :data:`MAX_IMAGES` evenly spaced frames of ``(T, 3, H, W)``."""
     picked = torch.linspace(0, frames.shape[0] - 1, min(MAX_IMAGES, frames.shape[0])).round()
-    frames = frames[picked.long()]
-    if frames.dtype != torch.uint8:
-        frames = (frames.float() * 255).round().to(torch.uint8)
-    return [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy(), mode="RGB") for f in frames]
-
-
-def render(processor: Any, num_images: int, text: str) -> str:
-    """The chat prompt with ``num_images`` image placeholders followed by ``text``."""
-    content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
-    content.append({"type": "text", "text": text})
-    messages = [{"role": "user", "content": content}]
-    return str(processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False))
+    return frames[picked.long()]
 
 
 class VllmIdefics3(VllmPlugin):
@@ -81,7 +71,7 @@ class VllmIdefics3(VllmPlugin):
 
     @staticmethod
     def make_llm_input(prompt: str, frames: torch.Tensor, processor: Any) -> dict[str, Any]:
-        images = to_images(frames)
+        images = to_images(spaced(frames))
         return {
             "prompt": render(processor, len(images), prompt),
             "multi_modal_data": {"image": images},

@@ -135,9 +135,8 @@ def tiny_idefics3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_the_checkpoint_loads_and_speaks_in_words(tiny_idefics3: Path) -> None:
-    """transformers loads it (processor, model), and greedy decoding emits visible words."""
+    """transformers loads it and runs the plugin's request: greedy decoding emits visible words."""
     import torch
-    from PIL import Image
 
     processor = transformers.AutoProcessor.from_pretrained(tiny_idefics3)
     model = transformers.AutoModelForImageTextToText.from_pretrained(tiny_idefics3)
@@ -148,9 +147,10 @@ def test_the_checkpoint_loads_and_speaks_in_words(tiny_idefics3: Path) -> None:
     assert config["image_token_id"] == tokenizer.convert_tokens_to_ids("<image>")
     assert tokenizer.eos_token == "<end_of_utterance>"  # noqa: S105
     assert (tiny_idefics3 / "model.safetensors").stat().st_size < 8 * 2**20
-    image = Image.new("RGB", (96, 64), (200, 30, 30))
-    text = plugin.render(processor, 1, "Describe the image.")
-    inputs = processor(images=[[image]], text=[text], return_tensors="pt")
+    frames = torch.full((2, 3, 64, 96), 200, dtype=torch.uint8)
+    request = plugin.VllmIdefics3.make_llm_input("Describe the image.", frames, processor)
+    images = request["multi_modal_data"]["image"]
+    inputs = processor(images=[images], text=[request["prompt"]], return_tensors="pt")
     assert int((inputs["input_ids"] == config["image_token_id"]).sum()) > 0
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=4, do_sample=False)
