@@ -2,8 +2,9 @@
 
 Three nodes: the head (the driver and its output only), a decode node and an engine node, told
 apart by custom resources that the job's actors reserve (``RayOptions.decoder_resources`` and
-``engine_resources``); the last test removes the decode node mid-run and adds another. Engines are fake (a :class:`~vlmcap.testing.FakeEngine` inside each
-engine actor's :class:`vlmcap.Captioner`): what is tested is placement and the rows, not vLLM.
+``engine_resources``); the last test removes the decode node mid-run and adds another.
+Engines are fake (a :class:`~vlmcap.testing.FakeEngine` inside each engine actor's
+:class:`vlmcap.Captioner`): what is tested is placement, faults and the rows, not vLLM.
 Decoders are real (PyAV and the tiny checkpoint's processor).
 """
 
