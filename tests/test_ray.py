@@ -164,12 +164,17 @@ def test_every_engine_gone_is_a_cluster_error(
     assert first.key in {r.key for r in written}
 
 
-def test_cli_caption_ray_needs_ray_for_its_options(tmp_path: Path, videos: list[Path]) -> None:
+@pytest.mark.parametrize(
+    "option", [["--address", "127.0.0.1:6379"], ["--ray-engines", "2"],
+               ["--ray-decoders-per-engine", "2"]],
+)
+def test_cli_caption_ray_needs_ray_for_its_options(
+    tmp_path: Path, videos: list[Path], option: list[str]
+) -> None:
     from vlmcap.cli import main
 
     code = main([
-        "caption", str(videos[0]), "--model", "qwen", "--out", str(tmp_path / "c.jsonl"),
-        "--address", "127.0.0.1:6379",
+        "caption", str(videos[0]), "--model", "qwen", "--out", str(tmp_path / "c.jsonl"), *option,
     ])
     assert code == 2
 
