@@ -444,15 +444,24 @@ def main(
     p.add_argument("--videos", default="/tmp/vlmcap-scaling-videos")
     p.add_argument("--partial", default="", help="write each phase here as it ends")
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument("--chart-from", default="", help="only draw the chart of this results file")
     p.add_argument("--label", default="")
     p.add_argument("--out", default="benchmarks/results")
     args = p.parse_args(argv)
+    if args.chart_from:
+        source = Path(args.chart_from)
+        stored: dict[str, Any] = json.loads(source.read_text())
+        emit(str(chart(stored, source.with_suffix(".png"))))
+        return stored
     if "tiny" in args.workload and args.max_model_len is None:
         args.max_model_len = 4096
     doc = run(args, emit)
     path = write_results(doc, Path(args.out), label=args.label, kind="scaling-")
     if not args.no_chart:
-        chart(doc, path.with_suffix(".png"))
+        try:
+            chart(doc, path.with_suffix(".png"))
+        except ImportError:  # the GPU bundle has no matplotlib: draw it where the JSON lands
+            emit(f"no matplotlib here: python -m benchmarks.bench_scaling --chart-from {path}")
     emit(json.dumps({name: part["scaling_by_engines"] for name, part in doc["workloads"].items()}))
     emit(str(path))
     return doc
