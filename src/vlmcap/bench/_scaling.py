@@ -71,14 +71,14 @@ def _write_one(path: Path, windows: int, source: Source, w: Workload, seed: int)
     """Encode ``windows`` windows of moving shapes, a second of frames at a time."""
     import av
 
-    from vlmcap.testing._samples import moving_shapes
+    from vlmcap.testing._samples import _video_codec, moving_shapes
 
     total = windows * source.window_size(w)
     tmp = path.with_suffix(".tmp.mp4")
+    codec = _video_codec()  # libx264, or MPEG-4 Part 2 where this PyAV build lacks it
+    options = {"preset": "veryfast", "crf": "23"} if codec == "libx264" else {}
     with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream(
-            "libx264", rate=source.fps, options={"preset": "veryfast", "crf": "23"}
-        )
+        stream = container.add_stream(codec, rate=source.fps, options=options)
         stream.width, stream.height, stream.pix_fmt = source.width, source.height, "yuv420p"
         stream.codec_context.thread_count = 1  # one file per process
         for start in range(0, total, source.fps):
