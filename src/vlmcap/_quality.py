@@ -227,37 +227,121 @@ def near_duplicates(
 
 @attrs.frozen
 class Captioned:
-    """What the rules need of one row: where it is, its caption and finish reason."""
+    """What the rules need of one row: where it is, its caption, finish reason and row flags.
+
+    ``flags`` are the row flags as stored (a rejected row keeps them though its caption is
+    gone); the rules add the flags they find in the caption with this run's thresholds (a row
+    written before flags existed stores none).
+    """
 
     source: str
     window_index: int
     caption: str | None
     finish_reason: str | None
+    flags: tuple[str, ...] | None = None
+
+
+@attrs.frozen
+class _Seen:
+    source: str
+    window_index: int
+    words: int | None
+    """Caption length in words; ``None`` for a row without a caption."""
+    flags: frozenset[str]
+
+
+@attrs.define
+class QualityTally:
+    """Collects a run's rows one at a time and flags them all at the end (mutable).
+
+    Holds a few numbers per row, and the captions of the files not yet ended: call
+    :meth:`end_file` once a file's rows are all added (the job does) to drop its captions.
+    """
+
+    settings: QualitySettings = attrs.field(factory=QualitySettings)
+    _seen: list[_Seen] = attrs.field(factory=list)
+    _open: dict[str, list[tuple[int, str]]] = attrs.field(factory=dict)
+    """Per file not yet ended: (row position, caption) of its captioned rows."""
+
+    def add(self, row: Captioned) -> None:
+        """Add one row."""
+        own = {*(row.flags or ()), *row_flags(row.caption, row.finish_reason, self.settings)}
+        n = None if row.caption is None else len(words(row.caption))
+        self._seen.append(_Seen(row.source, row.window_index, n, frozenset(own)))
+        if row.caption is not None:
+            self._open.setdefault(row.source, []).append((len(self._seen) - 1, row.caption))
+
+    def end_file(self, source: str) -> None:
+        """Flag the near duplicates among ``source``'s rows and forget its captions."""
+        members = self._open.pop(source, [])
+        dup = near_duplicates([c for _i, c in members], self.settings)
+        for (i, _c), is_dup in zip(members, dup, strict=True):
+            if is_dup:
+                self._seen[i] = attrs.evolve(
+                    self._seen[i], flags=self._seen[i].flags | {NEAR_DUPLICATE}
+                )
+
+    def flags(self) -> list[tuple[str, ...]]:
+        """Every flag of every row added, in order (ends every open file first)."""
+        for source in list(self._open):
+            self.end_file(source)
+        lengths = [(i, r.words) for i, r in enumerate(self._seen) if r.words is not None]
+        found = [set(r.flags) for r in self._seen]
+        for (i, _n), extra in zip(
+            lengths, length_outliers([n for _i, n in lengths], self.settings), strict=True
+        ):
+            found[i].update(extra)
+        return [tuple(f for f in FLAGS if f in fl) for fl in found]
+
+    def report(self) -> dict[str, Any]:
+        """The run's quality file (see :func:`quality_report`)."""
+        flags = self.flags()
+        s = self.settings
+        counts = dict.fromkeys(FLAGS, 0)
+        for fl in flags:
+            for f in fl:
+                counts[f] += 1
+        lengths = [r.words for r in self._seen if r.words is not None]
+        return {
+            "rows": len(self._seen),
+            "captioned": len(lengths),
+            "flag_counts": counts,
+            "flagged_rows": sum(1 for fl in flags if fl),
+            "length_words": length_distribution(lengths),
+            "rules": {
+                "repetition": f"an n-gram of 1-{s.repeat_max_ngram} words repeated back to back "
+                f">= {s.repeat_min_times} times",
+                "too_short/too_long": f"modified z-score of the length in words beyond "
+                f"+-{s.length_z} (median and MAD of the run; judged from {s.length_min_rows} "
+                "captions up)",
+                "near_duplicate": f"Jaccard of word {s.shingle}-shingles >= "
+                f"{s.duplicate_jaccard} with another window of the same file",
+                "truncated": "finish_reason is length (the token limit)",
+            },
+            "settings": {
+                k: sorted(v) if isinstance(v, frozenset) else v
+                for k, v in attrs.asdict(s).items()
+            },
+            "windows": [
+                {"source": r.source, "window_index": r.window_index, "flags": list(fl)}
+                for r, fl in zip(self._seen, flags, strict=True)
+                if fl
+            ],
+        }
 
 
 def all_flags(
     rows: Sequence[Captioned], settings: QualitySettings | None = None
 ) -> list[tuple[str, ...]]:
-    """Every flag of every row (in :data:`FLAGS` order); rows without a caption get none.
+    """Every flag of every row, in :data:`FLAGS` order.
 
-    Lengths are judged over every captioned row given (the run); near duplicates among the
-    rows of the same ``source``.
+    A row without a caption keeps its row flags only. Lengths are judged over every captioned
+    row given (the run); near duplicates among the rows of the same ``source``.
     """
-    s = settings or QualitySettings()
-    found: list[set[str]] = [set(row_flags(r.caption, r.finish_reason, s)) for r in rows]
-    captioned = [i for i, r in enumerate(rows) if r.caption is not None]
-    lengths = [len(words(rows[i].caption)) for i in captioned]
-    for i, flags in zip(captioned, length_outliers(lengths, s), strict=True):
-        found[i].update(flags)
-    by_file: dict[str, list[int]] = {}
-    for i in captioned:
-        by_file.setdefault(rows[i].source, []).append(i)
-    for members in by_file.values():
-        dup = near_duplicates([rows[i].caption for i in members], s)
-        for i, is_dup in zip(members, dup, strict=True):
-            if is_dup:
-                found[i].add(NEAR_DUPLICATE)
-    return [tuple(f for f in FLAGS if f in flags) for flags in found]
+    tally = QualityTally(settings or QualitySettings())
+    for row in rows:
+        tally.add(row)
+    return tally.flags()
 
 
 def _quantile(sorted_values: Sequence[int], q: float) -> float:
@@ -296,37 +380,10 @@ def quality_report(
     JSON-able; ``windows`` lists every flagged window (source, window index, flags) in the
     order given.
     """
-    s = settings or QualitySettings()
-    flags = all_flags(rows, s)
-    counts = dict.fromkeys(FLAGS, 0)
-    for fl in flags:
-        for f in fl:
-            counts[f] += 1
-    lengths = [len(words(r.caption)) for r in rows if r.caption is not None]
-    return {
-        "rows": len(rows),
-        "captioned": len(lengths),
-        "flag_counts": counts,
-        "flagged_rows": sum(1 for fl in flags if fl),
-        "length_words": length_distribution(lengths),
-        "rules": {
-            "repetition": f"an n-gram of 1-{s.repeat_max_ngram} words repeated back to back "
-            f">= {s.repeat_min_times} times",
-            "too_short/too_long": f"modified z-score of the length in words beyond "
-            f"+-{s.length_z} (median and MAD of the run; judged from {s.length_min_rows} "
-            "captions up)",
-            "near_duplicate": f"Jaccard of word {s.shingle}-shingles >= "
-            f"{s.duplicate_jaccard} with another window of the same file",
-            "truncated": "finish_reason is length (the token limit)",
-        },
-        "settings": {k: sorted(v) if isinstance(v, frozenset) else v
-                     for k, v in attrs.asdict(s).items()},
-        "windows": [
-            {"source": r.source, "window_index": r.window_index, "flags": list(fl)}
-            for r, fl in zip(rows, flags, strict=True)
-            if fl
-        ],
-    }
+    tally = QualityTally(settings or QualitySettings())
+    for row in rows:
+        tally.add(row)
+    return tally.report()
 
 
 def retry_sampling(

@@ -18,6 +18,7 @@ raised before anything is written; files a folder scan does not take are counted
 import collections
 import importlib
 import itertools
+import json
 import logging
 import os
 import queue
@@ -32,6 +33,7 @@ from typing import Any, Literal
 import attrs
 
 from vlmcap._boundary import boundary
+from vlmcap._budget import apply_budget, patch_spec
 from vlmcap._captioner import (
     auto_processor,
     caption_stream,
@@ -43,6 +45,7 @@ from vlmcap._errors import ConfigError, ModelNotFoundError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import call_model_path
 from vlmcap._prompts import check_prompt, get_prompt
+from vlmcap._quality import Captioned, QualityTally, retry_sampling
 from vlmcap._records import CaptionResult, VllmConfig
 from vlmcap._registry import get_plugin
 from vlmcap._vllm_compat import shutdown_llm
@@ -256,6 +259,12 @@ class JobStats:
     caption_s: float = 0.0
     """Seconds spent in :func:`vlmcap.caption_results`."""
     elapsed_s: float = 0.0
+    flag_counts: dict[str, int] = attrs.field(factory=dict)
+    """Rows per quality flag over the run's rows (new and resumed), once the run ends."""
+    quality_file: str = ""
+    """Where the run's quality report went (``<out>.quality.json``), once the run ends."""
+    retry_sampling: str = ""
+    """The sampling a ``retry_errors`` run used for its windows, when it retried rows."""
 
     @property
     def errors(self) -> int:
@@ -370,11 +379,41 @@ def _error_row(
     )
 
 
+def budget_window(w: _Window, config: VllmConfig, processor: Any) -> _Window:
+    """Fit ``w`` within ``config.max_video_tokens`` visual tokens; as is without a budget.
+
+    Smaller frames, and if needed fewer (:func:`vlmcap._budget.fit_window`, with the patch
+    sizes of the processor).
+
+    Raises:
+        VideoBudgetError: the budget is below the model's minimum for the window.
+    """
+    if config.max_video_tokens is None:
+        return w
+    d = w.decoded
+    frames, metadata, _fit = apply_budget(
+        d.frames, d.metadata, config.max_video_tokens, patch_spec(processor)
+    )
+    return attrs.evolve(w, decoded=attrs.evolve(d, frames=frames, metadata=metadata))
+
+
+def _budgeted(w: _Window, config: VllmConfig, processor: Any) -> _Window:
+    """:func:`budget_window`, or ``w`` as is if it fails (:func:`window_inputs` says why)."""
+    try:
+        return budget_window(w, config, processor)
+    except Exception:  # noqa: BLE001 - the window's error row is made by window_inputs
+        return w
+
+
 def window_inputs(
     w: _Window, config: VllmConfig, processor: Any, prompt: str
 ) -> dict[str, Any] | CaptionResult:
-    """The window's engine input (the plugin's), or the failure that stands for it."""
+    """The window's engine input (the plugin's), or the failure that stands for it.
+
+    The window is fitted to ``config.max_video_tokens`` first (:func:`budget_window`).
+    """
     try:
+        w = budget_window(w, config, processor)
         (inp,) = make_model_inputs(
             [w.decoded.frames], config, processor, prompt, metadata=[w.decoded.metadata]
         )
@@ -459,6 +498,8 @@ class _Captioner:
         self.fingerprint = fingerprint
         self._params: Any = None
         self.owns_engine = llm is None
+        self.retry = False
+        """Sample as a retry (:func:`vlmcap._quality.retry_sampling`): a temperature bump."""
 
     def _ensure_engine(self) -> None:
         t0 = time.monotonic()
@@ -467,7 +508,14 @@ class _Captioner:
         if self.llm is None:
             self.llm = vllm_model(self.config)
         if self._params is None:
-            self._params = sampling_params(self.config)
+            config = self.config
+            if self.retry:
+                config = attrs.evolve(
+                    config, sampling=retry_sampling(config.sampling, config.quality)
+                )
+                s = config.sampling
+                self.stats.retry_sampling = f"temperature {s.temperature}, top-p {s.top_p}"
+            self._params = sampling_params(config)
         self.stats.engine_start_s += time.monotonic() - t0
 
     def shutdown(self) -> None:
@@ -493,6 +541,7 @@ class _Captioner:
             int(w.decoded.frames.shape[0]),
             result,
             self.fingerprint,
+            self.config.quality,
         )
 
     def stream(
@@ -516,6 +565,7 @@ class _Captioner:
                 elif not isinstance(item, _Window):
                     order.add(item)
                 else:
+                    item = _budgeted(item, self.config, self.processor)  # rows: frames kept
                     made = self._inputs(item)
                     if isinstance(made, CaptionResult):
                         order.add(item, self._row(item, made))
@@ -721,13 +771,15 @@ def open_output(  # noqa: PLR0913 - the output's policy, in one place for both j
     resume: bool = True,
     on_change: OnChange = "refuse",
     retry_errors: bool = False,
+    reject: frozenset[str] = frozenset(),
 ) -> ResultSink:
     """Open a job's output and apply its policy for rows of earlier runs.
 
     Rows of other fingerprints: ``"refuse"`` raises :class:`SettingsChangedError` (naming what
     changed), ``"alongside"`` keeps them and adds this run's rows beside them, ``"replace"``
     removes them. ``retry_errors`` removes this fingerprint's error rows so their windows are
-    captioned again. Fills ``stats.fingerprint``, ``other_rows``, ``replaced``, ``retried``.
+    captioned again, and with them the rows flagged with one of ``reject`` (quality flags that
+    now reject a window). Fills ``stats.fingerprint``, ``other_rows``, ``replaced``, ``retried``.
 
     Raises:
         SettingsChangedError: ``on_change="refuse"`` and the output holds other fingerprints.
@@ -749,7 +801,9 @@ def open_output(  # noqa: PLR0913 - the output's policy, in one place for both j
         if others and on_change == "replace":
             stats.replaced = sink.remove(lambda r: r.fingerprint != fp)
         if retry_errors:
-            stats.retried = sink.remove(lambda r: r.fingerprint == fp and not r.ok)
+            stats.retried = sink.remove(
+                lambda r: r.fingerprint == fp and (not r.ok or bool(reject & set(r.flags)))
+            )
         stats.other_rows = sum(1 for r in sink.existing if r.fingerprint != fp)
         stats.fingerprint = fp
         sink.record_settings(fp, plan.fingerprint_settings)
@@ -844,11 +898,19 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
     sink: ResultSink | None = None
     if out is not None:
         sink = open_output(
-            out, plan, st, resume=resume, on_change=on_change, retry_errors=retry_errors
+            out,
+            plan,
+            st,
+            resume=resume,
+            on_change=on_change,
+            retry_errors=retry_errors,
+            reject=config.quality.reject,
         )
     captioner = _Captioner(config, plan.prompt, llm, processor, st, plan.fingerprint)
+    captioner.retry = st.retried > 0
+    tally = QualityTally(config.quality)
     try:
-        yield from _run_job(
+        yield from _tallied(tally, _run_job(
             plan.files,
             captioner,
             sink,
@@ -858,7 +920,11 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
             batch_windows=batch_windows,
             progress=progress,
             max_inflight=max_inflight,
-        )
+        ))
+        report = tally.report()
+        st.flag_counts = dict(report["flag_counts"])
+        if out is not None:
+            st.quality_file = str(write_quality_file(out, report))
     finally:
         try:
             if sink is not None:
@@ -866,6 +932,40 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
         finally:
             captioner.shutdown()
             st.elapsed_s = time.monotonic() - t_start
+
+
+def quality_path(out: Path | str) -> Path:
+    """Where a run writes its quality report: ``<out>.quality.json`` beside the output."""
+    p = Path(out)
+    return p.with_name(f"{p.name}.quality.json")
+
+
+def write_quality_file(out: Path | str, report: Mapping[str, Any]) -> Path:
+    """Write ``report`` (:meth:`~vlmcap._quality.QualityTally.report`) to :func:`quality_path`.
+
+    Atomic (a temporary file renamed over it); returns the path.
+    """
+    target = quality_path(out)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(target)
+    return target
+
+
+def _tallied(
+    tally: QualityTally, rows: Iterator[WindowCaption]
+) -> Generator[WindowCaption, None, None]:
+    """Yield ``rows``, adding each to ``tally``; a file's captions are dropped once it ends."""
+    current: str | None = None
+    for row in rows:
+        if row.source != current:
+            if current is not None:
+                tally.end_file(current)
+            current = row.source
+        tally.add(
+            Captioned(row.source, row.window_index, row.caption, row.finish_reason, row.flags)
+        )
+        yield row
 
 
 def _run_job(  # noqa: PLR0913 - the job's state, passed once

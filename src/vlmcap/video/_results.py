@@ -18,7 +18,8 @@ from typing import Any
 import attrs
 
 from vlmcap._prompts import get_stage2_prompt
-from vlmcap._records import CaptionResult, CaptionStatus, VllmConfig
+from vlmcap._quality import QualitySettings, rejected_by, rejection_error, row_flags
+from vlmcap._records import CaptionResult, CaptionStatus, TokenCounts, VllmConfig
 from vlmcap.video._windows import WindowPlan, WindowSettings
 
 
@@ -33,6 +34,10 @@ RowKey = tuple[str, int, str]
 
 def _seconds(value: float) -> float:
     return round(float(value), TIME_DECIMALS)
+
+
+def _flags(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
 
 
 @attrs.frozen
@@ -59,6 +64,7 @@ class WindowCaption:
     output_tokens: int
     error: str | None
     fingerprint: str
+    flags: tuple[str, ...] = attrs.field(default=(), converter=_flags)
     resumed: bool = False
 
     @property
@@ -80,8 +86,20 @@ class WindowCaption:
         frames: int,
         result: CaptionResult,
         fingerprint: str,
+        quality: QualitySettings | None = None,
     ) -> "WindowCaption":
-        """Build the row of a captioned (or failed) window."""
+        """Build the row of a captioned (or failed) window, with its row flags.
+
+        A caption flagged with one of ``quality.reject`` becomes an error row naming the flags.
+        """
+        flags = row_flags(None if not result.ok else result.text, result.finish_reason, quality)
+        rejected = rejected_by(flags, quality) if quality is not None else ()
+        if rejected:
+            result = CaptionResult.failure(
+                rejection_error(rejected),
+                TokenCounts(result.prompt_tokens, result.output_tokens),
+                result.stages,
+            )
         return cls(
             source=source,
             window_index=plan.window.index,
@@ -96,6 +114,7 @@ class WindowCaption:
             output_tokens=result.output_tokens,
             error=result.error,
             fingerprint=fingerprint,
+            flags=flags,
         )
 
     @classmethod
@@ -145,6 +164,7 @@ class WindowCaption:
             output_tokens=int(row["output_tokens"]),
             error=None if row["error"] is None else str(row["error"]),
             fingerprint=str(row["fingerprint"]),
+            flags=row.get("flags") or (),  # rows written before flags existed: none
             resumed=True,
         )
 
@@ -174,6 +194,10 @@ ROW_DOCS: dict[str, str] = {
     "fingerprint": "hash of the settings that change captions (model files, prompt, "
     "windowing, sampling, token limit, stage 2); rows are keyed by source, window_index "
     "and fingerprint",
+    "flags": "quality flags of the caption known when the row is written: repetition (a "
+    "loop of a repeated word or n-gram), truncated (finish_reason length); [] if none (and "
+    "in rows of vlmcap before flags). The flags that compare captions (too_short, too_long, "
+    "near_duplicate) and all counts are in <out>.quality.json, written when the run ends",
 }
 """What each stored column holds (the README and ``vlmcap caption --help`` print it)."""
 
@@ -245,7 +269,8 @@ def fingerprint_settings(
 
     Covered: model variant and identity (``model``, from :func:`model_identity`; without it the
     ``model_path`` string stands in), prompt, stage-2 flag and prompt, output token limit,
-    sampling settings, fp8, where resizing happens, window settings and the resize budget.
+    sampling settings, fp8, where resizing happens, window settings, the resize budget and the
+    visual token budget (``max_video_tokens``, when set).
     Not covered: engine sizing (``num_gpus``, ``batch_size``, ``max_model_len``...).
     """
     fallback = None if config.model_path is None else str(config.model_path)
@@ -260,6 +285,8 @@ def fingerprint_settings(
         "preprocess": config.preprocess,
         "window": attrs.asdict(settings),
         "max_pixels": max_pixels,
+        # only when set, so outputs written before the budget existed keep their fingerprint
+        **({} if (n := config.max_video_tokens) is None else {"max_video_tokens": n}),
     }
 
 

@@ -326,6 +326,7 @@ def _parquet_schema(pa: Any) -> Any:
         "output_tokens": pa.int64(),
         "error": pa.string(),
         "fingerprint": pa.string(),
+        "flags": pa.list_(pa.string()),
     }
     return pa.schema([(name, types[name]) for name in ROW_FIELDS])
 
