@@ -1,4 +1,4 @@
-"""A third-party plugin for SmolVLM / Idefics3, written as the plugin guide writes one.
+"""A third-party plugin for SmolVLM / Idefics3, built on the image reference plugin.
 
 vLLM takes only images for ``Idefics3ForConditionalGeneration``, so the clip's frames go as up to
 :data:`MAX_IMAGES` evenly spaced PIL images under ``"image"``, one ``<image>`` placeholder each in
@@ -9,18 +9,16 @@ vlmcap ships no recipe for it: ``tests/test_tiny_like.py`` builds its tiny check
 ``--model tests._idefics3_plugin:VllmIdefics3 --model-path DIR``.
 """
 
-import secrets
 from pathlib import Path
 from typing import Any
 
 import torch
-from contracts.reference_plugins.image_frames import render, to_images
+from contracts.reference_plugins.image_frames import VllmImageFrames, render, to_images
 
-from vlmcap import LLM, VllmCaptionRequest, VllmConfig, VllmPlugin
+from vlmcap import LLM, VllmConfig
 
 
 MAX_IMAGES = 4
-DEFAULT_REFINE_PROMPT = "Improve the following description of these video frames: "
 
 CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
@@ -48,18 +46,16 @@ def spaced(frames: torch.Tensor) -> torch.Tensor:
     return frames[picked.long()]
 
 
-class VllmIdefics3(VllmPlugin):
-    """Captions a clip with an Idefics3 / SmolVLM checkpoint from a few of its frames."""
+class VllmIdefics3(VllmImageFrames):
+    """Captions a clip with an Idefics3 / SmolVLM checkpoint from a few of its frames.
+
+    The image reference plugin's processor, stage 2 and decode; its own variant, engine limit
+    (images only) and frame choice.
+    """
 
     @staticmethod
     def model_variant() -> str:
         return "idefics3"
-
-    @classmethod
-    def processor(cls) -> Any:
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(cls.model_path())
 
     @classmethod
     def model(cls, config: VllmConfig) -> Any:
@@ -76,27 +72,6 @@ class VllmIdefics3(VllmPlugin):
             "prompt": render(processor, len(images), prompt),
             "multi_modal_data": {"image": images},
         }
-
-    @staticmethod
-    def make_refined_llm_request(
-        request: VllmCaptionRequest, processor: Any, refine_prompt: str | None = None
-    ) -> VllmCaptionRequest:
-        if request.caption is None:
-            msg = "request caption is None: stage 2 refines the stage-1 caption"
-            raise ValueError(msg)
-        images = request.inputs["multi_modal_data"]["image"]
-        prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
-        return VllmCaptionRequest(
-            request_id=secrets.token_hex(8),
-            inputs={
-                "prompt": render(processor, len(images), prefix + request.caption),
-                "multi_modal_data": {"image": images},
-            },
-        )
-
-    @staticmethod
-    def decode(vllm_output: Any) -> str:
-        return str(vllm_output.outputs[0].text).strip()
 
 
 def make_processor(tokenizer: Any, config: Any) -> Any:
