@@ -157,10 +157,14 @@ def rejected_by(flags: Iterable[str], settings: QualitySettings) -> tuple[str, .
     return tuple(f for f in FLAGS if f in settings.reject and f in set(flags))
 
 
+REJECTION = "QualityFlag"
+"""How the error of a rejected window starts (:func:`rejection_error`)."""
+
+
 def rejection_error(flags: Sequence[str]) -> str:
     """The error text of a rejected window (it names the flags)."""
     return (
-        f"QualityFlag ({','.join(flags)}): the caption was flagged {' and '.join(flags)} "
+        f"{REJECTION} ({','.join(flags)}): the caption was flagged {' and '.join(flags)} "
         "and rejected (--reject-flags); --retry-errors captions it again"
     )
 

@@ -27,6 +27,7 @@ from vlmcap._errors import ConfigError, ModelNotFoundError, UnknownVariantError,
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import pins_no_model, plugin_model_id
 from vlmcap._prompts import PROMPTS
+from vlmcap._quality import ROW_FLAGS, QualitySettings, counts_line
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
 from vlmcap.video import (
@@ -210,6 +211,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _flag_list(text: str) -> frozenset[str]:
+    """An argparse type: comma-separated quality flags that can reject a window."""
+    try:
+        return QualitySettings(reject=text.split(",")).reject
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _quality_lines(stats: JobStats) -> list[str]:
+    """The summary's lines about quality flags, rejections and the retry's sampling."""
+    lines = []
+    if stats.retry_sampling:
+        lines.append(f"  retry sampling (a temperature bump, no seed): {stats.retry_sampling}")
+    if stats.quality_file:
+        lines.append(f"  quality flags: {counts_line(stats.flag_counts)}; in {stats.quality_file}")
+    if stats.rejected:
+        lines.append(
+            f"  rejected: {stats.rejected} windows flagged {'/'.join(sorted(stats.reject))} are "
+            "error rows; --retry-errors captions them again with a temperature bump "
+            "(temperature >= 0.7, top-p >= 0.95, no fixed seed)"
+        )
+    return lines
+
+
 def _caption_summary(stats: JobStats, out: str) -> str:
     """Describe a finished ``caption`` run in a few lines."""
     new = sum(stats.rows.values())
@@ -247,6 +272,7 @@ def _caption_summary(stats: JobStats, out: str) -> str:
         )
     if stats.retried:
         lines.append(f"  retried: {stats.retried} earlier error rows captioned again")
+    lines.extend(_quality_lines(stats))
     if stats.errors:
         lines.append(
             f"  error rows: {stats.errors} in the output (see their error column); "
@@ -331,7 +357,17 @@ def _caption_config(args: argparse.Namespace) -> tuple[VllmConfig, WindowSetting
         max_output_tokens=args.max_tokens,
         max_model_len=args.max_model_len,
         sampling_fps=args.sampling_fps,
+        quality=QualitySettings(
+            repeat_max_ngram=args.repeat_max_ngram,
+            repeat_min_times=args.repeat_min_times,
+            length_z=args.length_z,
+            duplicate_jaccard=args.duplicate_jaccard,
+            reject=args.reject_flags,
+        ),
+        max_video_tokens=args.max_video_tokens,
     )
+    if args.ray and config.quality.reject:
+        raise ConfigError("--reject-flags is not supported with --ray yet")
     settings = WindowSettings(
         window_size=args.window_size,
         remainder_threshold=(
@@ -468,7 +504,27 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
                         help="--out holds rows of other settings: remove them")
     p.add_argument("--retry-errors", action="store_true",
                    help="caption the windows of earlier error rows again (their rows are "
-                        "replaced)")
+                        "replaced), and of rows flagged with a --reject-flags flag; such a run "
+                        "samples with a temperature bump (temperature >= 0.7, top-p >= 0.95, "
+                        "no fixed seed), so a looping caption is drawn anew")
+    p.add_argument("--reject-flags", type=_flag_list, default=frozenset(), metavar="FLAGS",
+                   help=f"comma-separated quality flags ({', '.join(ROW_FLAGS)}) that turn a "
+                        "window into an error row naming the flag, so --retry-errors redoes it")
+    p.add_argument("--max-video-tokens", type=_positive_int, default=None, metavar="N",
+                   help="visual token budget per window: smaller frames, and if needed fewer, "
+                        "within the model's patch and merge sizes and its minimum frame "
+                        "(default: the model's own frame size)")
+    p.add_argument("--repeat-min-times", type=_int_at_least(2), default=4, metavar="K",
+                   help="flag repetition: an n-gram repeated back to back K times "
+                        "(default: %(default)s)")
+    p.add_argument("--repeat-max-ngram", type=_positive_int, default=6, metavar="N",
+                   help="flag repetition: longest looping n-gram, in words (default: %(default)s)")
+    p.add_argument("--length-z", type=_positive_float, default=3.5, metavar="Z",
+                   help="flag too_short/too_long: modified z-score of the caption's length in "
+                        "words beyond Z (median and MAD of the run; default: %(default)s)")
+    p.add_argument("--duplicate-jaccard", type=_positive_float, default=0.8, metavar="J",
+                   help="flag near_duplicate: Jaccard of word 3-shingles >= J with another "
+                        "window of the same file (default: %(default)s)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar on stderr (default: on)")
     p.add_argument("--ray", action="store_true",

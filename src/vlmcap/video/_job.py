@@ -45,7 +45,7 @@ from vlmcap._errors import ConfigError, ModelNotFoundError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import call_model_path
 from vlmcap._prompts import check_prompt, get_prompt
-from vlmcap._quality import Captioned, QualityTally, retry_sampling
+from vlmcap._quality import REJECTION, Captioned, QualityTally, retry_sampling
 from vlmcap._records import CaptionResult, VllmConfig
 from vlmcap._registry import get_plugin
 from vlmcap._vllm_compat import shutdown_llm
@@ -265,6 +265,10 @@ class JobStats:
     """Where the run's quality report went (``<out>.quality.json``), once the run ends."""
     retry_sampling: str = ""
     """The sampling a ``retry_errors`` run used for its windows, when it retried rows."""
+    reject: frozenset[str] = frozenset()
+    """The quality flags that reject a window (``VllmConfig.quality.reject``)."""
+    rejected: int = 0
+    """Rows of this run that are errors because of a rejected quality flag."""
 
     @property
     def errors(self) -> int:
@@ -277,6 +281,7 @@ class JobStats:
             self.resumed[row.status.value] += 1
         else:
             self.rows[row.status.value] += 1
+            self.rejected += (row.error or "").startswith(REJECTION)
             self.prompt_tokens += row.prompt_tokens
             self.output_tokens += row.output_tokens
 
@@ -894,6 +899,7 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
     st = stats if stats is not None else JobStats()
     st.fingerprint = plan.fingerprint
     st.skipped = plan.scan.describe_skipped()
+    st.reject = config.quality.reject
     t_start = time.monotonic()
     sink: ResultSink | None = None
     if out is not None:
