@@ -95,9 +95,18 @@ def test_a_config_class_is_shrunk_from_its_defaults() -> None:
     assert text.tie_word_embeddings is False
 
 
-def test_not_a_config_is_a_config_error() -> None:
+def test_a_shipped_config_json_shrinks_as_its_class(tmp_path: Path) -> None:
+    transformers.Idefics3Config(scale_factor=4).save_pretrained(tmp_path)
+    expected = shrink_config(transformers.Idefics3Config(scale_factor=4)).to_dict()
+    assert shrink_config(tmp_path).to_dict() == expected
+    assert shrink_config(str(tmp_path / "config.json")).to_dict() == expected
+
+
+def test_not_a_config_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="transformers config"):
         shrink_config({"hidden_size": 64})
+    with pytest.raises(ConfigError, match="cannot read a transformers config"):
+        shrink_config(tmp_path)
 
 
 def test_a_token_id_left_outside_the_vocabulary_is_named(tmp_path: Path) -> None:

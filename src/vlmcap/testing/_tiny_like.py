@@ -146,22 +146,28 @@ def _rescale(sections: Sequence[int], total: int) -> list[int]:
 
 
 def shrink_config(config: Any) -> Any:
-    """A copy of ``config`` (a transformers config) with every size-like field made tiny.
+    """A copy of ``config`` with every size-like field made tiny.
 
+    ``config`` is a transformers config class (its defaults), instance, or the path of a
+    ``config.json`` (or of a folder holding one, as a package may ship a model's config).
     Sub-configs whose name or ``model_type`` says text, language, llm or decoder get
-    :data:`TEXT_SIZES`, the others (vision, audio, ... encoders) :data:`VISION_SIZES`; a config
-    with no such language sub-config is itself the language model and gets :data:`TEXT_SIZES`.
-    Only fields the config has are set. Encoder fields that feed the language model
-    (``out_hidden_size``, ``projection_dim``) follow the text hidden size. Word embeddings are
-    untied (the head is shaped apart from them). Raises :class:`~vlmcap.ConfigError` for
-    anything but a config.
+    :data:`TEXT_SIZES`, the others (vision, audio, ... encoders) :data:`VISION_SIZES`; the top
+    level gets :data:`TEXT_SIZES` too (it is the language model, or mirrors its sizes as Fuyu's
+    and PaliGemma's do). Only fields the config has are set. Encoder fields that feed the
+    language model (``out_hidden_size``, ``projection_dim``) follow the text hidden size. Word
+    embeddings are untied (the head is shaped apart from them).
+
+    Raises:
+        ConfigError: ``config`` is none of these.
     """
     from transformers import PretrainedConfig
 
+    if isinstance(config, str | Path):
+        config = _read_config(Path(config))
     if isinstance(config, type) and issubclass(config, PretrainedConfig):
         config = _defaults(config)
     if not isinstance(config, PretrainedConfig):
-        msg = f"expected a transformers config class or instance, got {config!r}"
+        msg = f"expected a transformers config class, instance or config.json, got {config!r}"
         raise ConfigError(msg)
     config = copy.deepcopy(config)
     subs = _sub_configs(config)
@@ -169,13 +175,25 @@ def shrink_config(config: Any) -> Any:
     for name, sub in subs.items():
         encoder = name in encoders
         _shrink_one(sub, VISION_SIZES if encoder else TEXT_SIZES, text=not encoder)
-    # The top level is the language model, or mirrors its sizes (Fuyu, PaliGemma, Ovis2).
     _shrink_one(config, TEXT_SIZES, text=True)
     for sub in encoders.values():
         for field in _FEEDS_TEXT:
             if isinstance(_get(sub, field), int):
                 setattr(sub, field, TEXT_SIZES["hidden_size"])
     return config
+
+
+def _read_config(path: Path) -> Any:
+    """The transformers config in ``path`` (a ``config.json``, or a folder holding one)."""
+    from transformers import AutoConfig
+
+    file = path / "config.json" if path.is_dir() else path
+    try:
+        fields = json.loads(file.read_text())
+        return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    except (OSError, ValueError, KeyError) as exc:
+        msg = f"cannot read a transformers config from {file}: {type(exc).__name__}: {exc}"
+        raise ConfigError(msg) from exc
 
 
 def _defaults(config_class: Any) -> Any:
@@ -282,9 +300,9 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
     Args:
         dest: the checkpoint folder. A folder that already holds a complete build of the same
             arguments is reused; a new one is built beside it and moved into place.
-        config: a transformers config class (``transformers.Idefics3Config``) or instance (e.g.
-            ``AutoConfig.from_pretrained`` of a ``config.json`` shipped in a package); it is not
-            modified. Every size-like field of it and its sub-configs is shrunk
+        config: a transformers config class (``transformers.Idefics3Config``), instance, or
+            the path of a model's ``config.json`` (or of its folder), e.g. one a package ships;
+            it is not modified. Every size-like field of it and its sub-configs is shrunk
             (:func:`shrink_config`).
         make_processor: ``make_processor(tokenizer, config)`` returns the model's processor
             around the tiny tokenizer, for the shrunk ``config`` (read image sizes and tokens per
