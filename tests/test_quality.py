@@ -1,19 +1,25 @@
 """Caption quality flags: the rules' invariants (Hypothesis), the output's flags column and
 quality file on a fake engine, and the tiny model's looping captions through the real engine."""
 
+import itertools
+import json
 import random
 import string
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 from hypothesis import assume, given, strategies as st
 
+import vlmcap
 from vlmcap._errors import ConfigError
 from vlmcap._quality import (
     FLAGS,
     Captioned,
     QualitySettings,
     all_flags,
+    counts_line,
     length_outliers,
     modified_z,
     near_duplicates,
@@ -24,6 +30,9 @@ from vlmcap._quality import (
     words,
 )
 from vlmcap._records import VllmSamplingConfig
+from vlmcap.testing._fake import FakeEngine
+from vlmcap.testing._samples import sample_videos
+from vlmcap.video import JobStats, WindowCaption, WindowSettings, caption_paths, read_rows
 
 
 WORD = st.text(string.ascii_lowercase, min_size=1, max_size=8)
@@ -180,3 +189,112 @@ def test_retry_sampling_bumps_temperature_and_frees_the_seed(
 
 def test_words_ignore_case_and_punctuation() -> None:
     assert words("A red car, a RED car!") == ["a", "red", "car", "a", "red", "car"]
+
+
+# --- the file job: flags column, quality file, rejection and retry (fake engine) ------------
+
+SETTINGS_48 = WindowSettings(window_size=32, remainder_threshold=16)
+LOOP = "a red circle circle circle circle circle moves"
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return sample_videos(tmp_path_factory.mktemp("qvideos"), n=2)
+
+
+@pytest.fixture(scope="module")
+def processor(qwen_config: Any) -> Any:
+    return vlmcap.auto_processor(qwen_config)
+
+
+def _job(
+    videos: list[Path], config: Any, processor: Any, out: Path, text: Any, **kw: Any
+) -> tuple[list[WindowCaption], JobStats, FakeEngine]:
+    engine = FakeEngine(text=text)
+    stats = JobStats()
+    rows = list(
+        caption_paths(
+            videos, config, llm=engine, processor=processor, out=out, progress=False,
+            settings=SETTINGS_48, stats=stats, **kw,
+        )
+    )
+    return rows, stats, engine
+
+
+def test_rows_carry_flags_and_the_run_writes_its_quality_file(
+    videos: list[Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    seen = itertools.count()
+    rows, stats, _e = _job(
+        videos, qwen_config, processor, out,
+        lambda _inp: LOOP if next(seen) % 2 == 0 else "the same scene of a square",
+    )
+    assert len(rows) >= 4
+    loops = [r for r in rows if r.caption == LOOP]
+    assert loops and all(r.flags == ("repetition",) for r in loops)
+    assert all(r.flags == () for r in rows if r.caption != LOOP)
+    assert [r.flags for r in read_rows(out)] == [r.flags for r in rows], "stored as written"
+    assert all(isinstance(json.loads(line)["flags"], list) for line in out.read_text().splitlines())
+    report = json.loads((tmp_path / "rows.jsonl.quality.json").read_text())
+    assert stats.quality_file == str(tmp_path / "rows.jsonl.quality.json")
+    assert report["flag_counts"]["repetition"] == len(loops) == stats.flag_counts["repetition"]
+    assert report["length_words"]["count"] == len(rows)
+    copies = {(r.source, r.window_index) for r in rows for o in rows
+              if o.source == r.source and o.window_index != r.window_index
+              and o.caption == r.caption}
+    dup = {(w["source"], w["window_index"]) for w in report["windows"]
+           if "near_duplicate" in w["flags"]}
+    assert copies and dup == copies, "a caption repeated in its file is a near duplicate"
+    assert "repetition 0" not in counts_line(stats.flag_counts)
+
+
+def test_rejected_flags_become_error_rows_and_retry_errors_redoes_them(
+    videos: list[Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.parquet"
+    config = attrs.evolve(qwen_config, quality=QualitySettings(reject=["repetition"]))
+    rows, stats, _e = _job(videos, config, processor, out, lambda _inp: LOOP)
+    assert rows and all(not r.ok and r.caption is None for r in rows)
+    assert all("QualityFlag (repetition)" in (r.error or "") for r in rows)
+    assert all(r.flags == ("repetition",) for r in rows), "a rejected row keeps its flags"
+    assert stats.rejected == len(rows) and stats.retry_sampling == ""
+    fixed = itertools.count()
+    again, stats2, engine = _job(
+        videos, config, processor, out, lambda _inp: f"a calm scene number {next(fixed)}",
+        retry_errors=True,
+    )
+    assert stats2.retried == len(rows) and len(engine.added) == len(rows)
+    assert stats2.retry_sampling == "temperature 0.7, top-p 1.0", "a retry bumps the temperature"
+    assert all(r.ok and r.flags == () for r in again)
+    assert sorted(r.key for r in read_rows(out)) == sorted(r.key for r in rows), "one row each"
+
+
+def test_flagged_rows_of_an_earlier_run_are_redone_when_now_rejected(
+    videos: list[Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    rows, _s, _e = _job(videos[:1], qwen_config, processor, out, lambda _inp: LOOP)
+    assert all(r.ok and r.flags == ("repetition",) for r in rows)
+    config = attrs.evolve(qwen_config, quality=QualitySettings(reject=["repetition"]))
+    again, _s, engine = _job(videos[:1], config, processor, out, lambda _inp: LOOP)
+    assert engine.added == [] and all(r.ok for r in again), "resumed as stored without a retry"
+    again, stats, engine = _job(
+        videos[:1], config, processor, out, lambda _inp: LOOP, retry_errors=True
+    )
+    assert stats.retried == len(rows) == len(engine.added)
+    assert all("QualityFlag" in (r.error or "") for r in again)
+
+
+def test_rows_written_before_flags_read_back_with_none(
+    videos: list[Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    out = tmp_path / "rows.jsonl"
+    rows, _s, _e = _job(videos[:1], qwen_config, processor, out, lambda _inp: LOOP)
+    old = [{k: v for k, v in json.loads(line).items() if k != "flags"}
+           for line in out.read_text().splitlines()]
+    out.write_text("".join(json.dumps(r) + "\n" for r in old))
+    again, stats, engine = _job(videos[:1], qwen_config, processor, out, lambda _inp: LOOP)
+    assert engine.added == [] and [r.key for r in again] == [r.key for r in rows]
+    assert all(r.flags == () for r in again), "an old row has no flags column: []"
+    assert stats.flag_counts["repetition"] == len(rows), "the quality file judges its caption"
