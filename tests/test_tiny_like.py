@@ -124,12 +124,20 @@ def test_a_token_id_left_outside_the_vocabulary_is_named(tmp_path: Path) -> None
 
 
 def test_a_token_the_processor_adds_must_be_listed(tmp_path: Path) -> None:
-    """The processor must not grow the vocabulary after the config's size was taken from it."""
+    """The processor must not grow the vocabulary after the config's size was taken from it.
+
+    ``make_processor`` may take the tokenizer alone; Idefics3Processor adds its three tokens.
+    """
+
+    def make_processor(tokenizer: Any) -> Any:
+        image_processor = transformers.Idefics3ImageProcessor()
+        return transformers.Idefics3Processor(image_processor, tokenizer, image_seq_len=4)
+
     with pytest.raises(ConfigError, match=r"added token\(s\) \['<fake_token_around_image>'\]"):
         tiny_checkpoint_like(
             tmp_path / "m",
             transformers.Idefics3Config,
-            plugin.make_processor,
+            make_processor,
             special_tokens=[t for t in plugin.SPECIAL_TOKENS if t != "<fake_token_around_image>"],
             chat_template=plugin.CHAT_TEMPLATE,
             eos_token="<end_of_utterance>",

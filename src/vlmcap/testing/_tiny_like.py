@@ -21,6 +21,7 @@ config class and processor classes, with the same recipe as vlmcap's own checkpo
 import copy
 import functools
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -275,6 +276,17 @@ def _build_model(config: Any, architecture: str | None) -> Any:
     return model
 
 
+def _make_processor(make: Callable[..., Any], tokenizer: Any, config: Any) -> Any:
+    """``make(tokenizer, config)``, or ``make(tokenizer)`` when it takes one argument."""
+    try:
+        inspect.signature(make).bind(tokenizer, config)
+    except TypeError:
+        return make(tokenizer)
+    except ValueError:  # no signature to read (some builtins): give both
+        pass
+    return make(tokenizer, config)
+
+
 def _key(parts: Sequence[Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()[:12]
 
@@ -282,7 +294,7 @@ def _key(parts: Sequence[Any]) -> str:
 def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the model
     dest: Path | str,
     config: Any,
-    make_processor: Callable[[Any, Any], Any],
+    make_processor: Callable[..., Any],
     *,
     special_tokens: Sequence[str],
     chat_template: str,
@@ -304,9 +316,9 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
             the path of a model's ``config.json`` (or of its folder), e.g. one a package ships;
             it is not modified. Every size-like field of it and its sub-configs is shrunk
             (:func:`shrink_config`).
-        make_processor: ``make_processor(tokenizer, config)`` returns the model's processor
-            around the tiny tokenizer, for the shrunk ``config`` (read image sizes and tokens per
-            image from it). It is saved with the checkpoint.
+        make_processor: ``make_processor(tokenizer, config)`` (or ``make_processor(tokenizer)``)
+            returns the model's processor around the tiny tokenizer, for the shrunk ``config``
+            (read image sizes and tokens per image from it). It is saved with the checkpoint.
         special_tokens: tokens the processor and the model need as single tokens: placeholders
             (``"<image>"``), image/row tags, the end-of-turn token. vlmcap's recipe already has
             ``<|endoftext|>`` (padding), ``<|im_start|>`` and ``<|im_end|>``.
@@ -358,7 +370,7 @@ def _build(  # noqa: PLR0913
     dest: Path,
     *,
     config: Any,
-    make_processor: Callable[[Any, Any], Any],
+    make_processor: Callable[..., Any],
     tokens: Sequence[str],
     chat_template: str,
     eos_token: str,
@@ -374,7 +386,7 @@ def _build(  # noqa: PLR0913
     tokenizer, _ = _tokenizer(dest, chat_template, extra=tokens)
     tokenizer.eos_token = eos_token
     before = set(tokenizer.get_vocab())
-    processor = make_processor(tokenizer, config)
+    processor = _make_processor(make_processor, tokenizer, config)
     added = sorted(set(tokenizer.get_vocab()) - before)
     if added:
         msg = (
