@@ -229,10 +229,10 @@ def _set_token_ids(
 ) -> None:
     vocab = len(tokenizer)
     for sub in _configs(config):
-        if isinstance(getattr(sub, "vocab_size", None), int):
+        if isinstance(_get(sub, "vocab_size"), int):
             sub.vocab_size = vocab
         for field, value in (("bos_token_id", pad), ("eos_token_id", eos), ("pad_token_id", pad)):
-            if hasattr(sub, field):
+            if field in vars(sub) or _get(sub, field) is not None:
                 setattr(sub, field, value)
     for path, token in token_ids.items():
         token_id = tokenizer.convert_tokens_to_ids(token)
