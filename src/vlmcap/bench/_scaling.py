@@ -24,6 +24,7 @@ import argparse
 import datetime as dt
 import functools
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -107,7 +108,10 @@ def make_videos(  # noqa: PLR0913 - where, what, how many
     ]
     todo = [(i, p) for i, p in enumerate(paths) if not p.exists()]
     if todo:
-        with ProcessPoolExecutor(max(1, min(32, (os.cpu_count() or 2) - 1))) as pool:
+        workers = max(1, min(32, (os.cpu_count() or 2) - 1))
+        # spawn, not fork: a forked child of a process that has used torch's thread pool can
+        # hang in its first torch call (seen here under the full test suite)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             list(
                 pool.map(
                     _write_one,
