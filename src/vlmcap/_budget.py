@@ -16,7 +16,6 @@ one temporal patch of frames): a budget below that is a :class:`VideoBudgetError
 """
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -151,15 +150,17 @@ def patch_spec(processor: Any) -> PatchSpec:
     """
     vp = getattr(processor, "video_processor", None) or getattr(processor, "image_processor", None)
     default = PatchSpec()
-    raw = getattr(vp, "size", None)
-    size: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    size: Any = getattr(vp, "size", None)  # a dict, or transformers' SizeDict (has .get too)
+
+    def get(key: str) -> Any:
+        return size.get(key) if callable(getattr(size, "get", None)) else None
 
     def pick(name: str, fallback: int) -> int:
         value = getattr(vp, name, None)
         return int(value) if isinstance(value, int | float) and value > 0 else fallback
 
-    lo = size.get("shortest_edge") or pick("min_pixels", default.min_pixels)
-    hi = size.get("longest_edge") or pick("max_pixels", default.max_pixels)
+    lo = get("shortest_edge") or pick("min_pixels", default.min_pixels)
+    hi = get("longest_edge") or pick("max_pixels", default.max_pixels)
     return PatchSpec(
         patch=pick("patch_size", default.patch),
         merge=pick("merge_size", default.merge),
