@@ -185,6 +185,9 @@ def test_prompt_tokens_stay_within_the_budget(
             assert row.ok, row.error
             assert row.frames == fit.frames
             assert row.prompt_tokens == text_tokens + fit.tokens, (budget, row)
+            print(f"budget {budget}: {Path(row.source).name} window {row.window_index}: "
+                  f"{fit.frames} frames of {fit.width}x{fit.height}, {fit.tokens} video tokens, "
+                  f"prompt_tokens {row.prompt_tokens} = {text_tokens} text + {fit.tokens}")
             if budget is not None:
                 assert row.prompt_tokens <= text_tokens + budget
             else:

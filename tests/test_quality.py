@@ -5,6 +5,7 @@ import itertools
 import json
 import random
 import string
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from vlmcap._quality import (
 )
 from vlmcap._records import VllmSamplingConfig
 from vlmcap.testing._fake import FakeEngine
-from vlmcap.testing._samples import sample_videos
+from vlmcap.testing._samples import sample_image, sample_videos
 from vlmcap.video import JobStats, WindowCaption, WindowSettings, caption_paths, read_rows
 
 
@@ -298,3 +299,47 @@ def test_rows_written_before_flags_read_back_with_none(
     assert engine.added == [] and [r.key for r in again] == [r.key for r in rows]
     assert all(r.flags == () for r in again), "an old row has no flags column: []"
     assert stats.flag_counts["repetition"] == len(rows), "the quality file judges its caption"
+
+
+# --- through the real engine: the demo's looping captions -----------------------------------
+
+
+@pytest.mark.engine
+def test_the_demo_captions_are_flagged_repetition_and_a_retry_redraws_them(
+    qwen_engine: Any, qwen_config: Any, tmp_path: Path
+) -> None:
+    """The demo's settings (tiny Qwen, 48-frame windows, 32 tokens, stage 2, the default
+    near-greedy sampling) on the real engine: its looping captions are flagged ``repetition``;
+    rejected, they are error rows; ``--retry-errors`` draws them again with the retry sampling."""
+    llm, processor, _params = qwen_engine
+    media = [*sample_videos(tmp_path / "samples", n=3), sample_image(tmp_path / "still.png")]
+    config = attrs.evolve(
+        qwen_config, max_output_tokens=32, stage2_caption=True, sampling=VllmSamplingConfig()
+    )
+    out = tmp_path / "demo.jsonl"
+    settings = WindowSettings(window_size=48, remainder_threshold=24)
+
+    def run(cfg: Any, **kw: Any) -> tuple[list[WindowCaption], JobStats]:
+        stats = JobStats()
+        rows = list(caption_paths(media, cfg, llm=llm, processor=processor, out=out,
+                                  settings=settings, progress=False, stats=stats, **kw))
+        return rows, stats
+
+    rows, stats = run(config)
+    assert len(rows) == 8 and all(r.ok for r in rows)
+    for r in rows:
+        print(r.window_index, r.flags, r.caption)
+    assert all("repetition" in r.flags for r in rows), "the tiny model's captions loop"
+    assert stats.flag_counts["repetition"] == 8
+    report = json.loads(Path(stats.quality_file).read_text())
+    assert report["flag_counts"]["repetition"] == 8 and report["captioned"] == 8
+
+    strict = attrs.evolve(config, quality=QualitySettings(reject=["repetition"]))
+    again, stats = run(strict, retry_errors=True)
+    assert stats.retried == 8 and stats.windows_captioned == 8
+    assert stats.retry_sampling.startswith("temperature 0.7, top-p 0.95")
+    print("retried:", Counter(r.status.value for r in again))
+    for r in again:
+        assert ("repetition" in r.flags) == (not r.ok), r
+        if not r.ok:
+            assert "QualityFlag (repetition)" in (r.error or "")
