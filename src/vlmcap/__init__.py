@@ -65,6 +65,7 @@ from vlmcap._prompts import (
     get_prompt as get_prompt,
     get_stage2_prompt as get_stage2_prompt,
 )
+from vlmcap._quality import QualitySettings as QualitySettings
 from vlmcap._records import (
     UNKNOWN_CAPTION as UNKNOWN_CAPTION,
     CaptionResult as CaptionResult,
@@ -122,6 +123,7 @@ __all__ = [
     "PluginError",
     "PluginForm",
     "PromptError",
+    "QualitySettings",
     "TokenCounts",
     "UnknownVariantError",
     "UnsupportedSettingError",
