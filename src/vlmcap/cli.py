@@ -338,6 +338,20 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
     raise _Terminated
 
 
+def _import_from_cwd() -> None:
+    """Let ``pkg.module:Class`` plugin specs import from the current folder.
+
+    ``PYTHONPATH`` carries it to the engine's processes and to the Ray workers a local cluster
+    starts.
+    """
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if cwd not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([cwd, *filter(None, paths)])
+
+
 def _caption_config(args: argparse.Namespace) -> tuple[VllmConfig, WindowSettings]:
     if not args.ray and (
         args.address is not None
@@ -345,6 +359,8 @@ def _caption_config(args: argparse.Namespace) -> tuple[VllmConfig, WindowSetting
         or args.ray_decoders_per_engine != 1
     ):
         raise ConfigError("--address, --ray-engines and --ray-decoders-per-engine need --ray")
+    if ":" in args.model:
+        _import_from_cwd()  # `--model mymodule:Class` works from the project folder
     get_plugin(args.model)  # an unknown variant is a usage error, before any work
     if args.model_path is not None and not Path(args.model_path).is_dir():
         raise ConfigError(f"--model-path {args.model_path} is not a folder")
@@ -556,9 +572,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     if importlib.util.find_spec("hypothesis") is None:
         raise ConfigError("vlmcap check needs Hypothesis: pip install hypothesis")
-    cwd = str(Path.cwd())
-    if cwd not in sys.path:  # `vlmcap check mymodule:Class` works from the project folder
-        sys.path.insert(0, cwd)
+    _import_from_cwd()  # `vlmcap check mymodule:Class` works from the project folder
     plugin = load_plugin(args.plugin)
     if args.model_path is not None and not Path(args.model_path).is_dir():
         raise ConfigError(f"--model-path {args.model_path} is not a folder")
