@@ -271,7 +271,10 @@ def _caption_summary(stats: JobStats, out: str) -> str:
             "this run's (filter on the fingerprint column)"
         )
     if stats.retried:
-        lines.append(f"  retried: {stats.retried} earlier error rows captioned again")
+        lines.append(
+            f"  retried: {stats.retried} earlier error rows (and rows with a --reject-flags "
+            "flag) captioned again"
+        )
     lines.extend(_quality_lines(stats))
     if stats.errors:
         lines.append(
