@@ -343,3 +343,19 @@ def test_the_demo_captions_are_flagged_repetition_and_a_retry_redraws_them(
         assert ("repetition" in r.flags) == (not r.ok), r
         if not r.ok:
             assert "QualityFlag (repetition)" in (r.error or "")
+
+
+def test_cli_reject_flags_take_row_flags_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vlmcap.cli import main
+
+    video = sample_videos(tmp_path / "v", n=1)[0]
+    base = ["caption", str(video), "--model", "qwen", "--out", str(tmp_path / "o.jsonl")]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*base, "--reject-flags", "repetition,near_duplicate"])
+    assert exit_info.value.code == 2
+    assert "near_duplicate" in capsys.readouterr().err
+    assert main([*base, "--reject-flags", "repetition", "--ray"]) == 2
+    assert "--reject-flags is not supported with --ray" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists(), "a usage error writes nothing"
