@@ -33,7 +33,14 @@ from vlmcap._quality import (
 from vlmcap._records import VllmSamplingConfig
 from vlmcap.testing._fake import FakeEngine
 from vlmcap.testing._samples import sample_image, sample_videos
-from vlmcap.video import JobStats, WindowCaption, WindowSettings, caption_paths, read_rows
+from vlmcap.video import (
+    JobStats,
+    WindowCaption,
+    WindowSettings,
+    caption_paths,
+    open_sink,
+    read_rows,
+)
 
 
 WORD = st.text(string.ascii_lowercase, min_size=1, max_size=8)
@@ -359,3 +366,24 @@ def test_cli_reject_flags_take_row_flags_only(
     assert main([*base, "--reject-flags", "repetition", "--ray"]) == 2
     assert "--reject-flags is not supported with --ray" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists(), "a usage error writes nothing"
+
+
+def test_an_old_parquet_output_resumes_and_every_part_gets_the_flags_column(
+    videos: list[Path], qwen_config: Any, processor: Any, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "rows.parquet"
+    rows, _s, _e = _job(videos[:1], qwen_config, processor, out, lambda _inp: LOOP)
+    (part,) = sorted(out.glob("part-*.parquet"))
+    pq.write_table(pq.read_table(part).drop_columns(["flags"]), part)  # as vlmcap wrote it before
+    assert "flags" not in pq.read_table(out).column_names
+    open_sink(out).close()  # opening an output upgrades its parts (one part: nothing merged)
+    assert pq.read_table(part).column("flags").to_pylist() == [[]] * len(rows)
+    pq.write_table(pq.read_table(part).drop_columns(["flags"]), part)
+    again, _s, engine = _job(videos, qwen_config, processor, out, lambda _inp: LOOP)
+    assert engine.added and [r.key for r in again[: len(rows)]] == [r.key for r in rows]
+    assert all(r.resumed and r.flags == () for r in again[: len(rows)])
+    table = pq.read_table(out)  # the folder, as pyarrow, pandas and DuckDB read it
+    assert "flags" in table.column_names and table.num_rows == len(again)
+    assert all(f == ["repetition"] for f in table.column("flags").to_pylist()[len(rows):])

@@ -369,6 +369,7 @@ class ParquetSink:
                     part.unlink()
                 _fsync_dir(self._path)
             self._compact()
+            self._upgrade()
             parts = _list_parts(self._path)
             self._next = parts[-1][0] + 1 if parts else 0
             self._existing = tuple(r for _s, part in parts for r in self._read(part))
@@ -439,6 +440,16 @@ class ParquetSink:
         _fsync_dir(self._path)
         journal.unlink()
         _fsync_dir(self._path)
+
+    def _upgrade(self) -> None:
+        """Rewrite parts written before a column existed (``flags``) in the current schema.
+
+        A folder whose parts disagree on columns reads, in pyarrow and pandas, with the first
+        part's columns only; after this every part has every column (atomic per part).
+        """
+        for seq, part in _list_parts(self._path):
+            if not set(ROW_FIELDS) <= set(self._pq.ParquetFile(part).schema_arrow.names):
+                self._replace(seq, self._read(part))
 
     def _compact(self) -> None:
         """Merge runs of consecutive small parts (time flushes) into parts of full size."""
