@@ -112,6 +112,8 @@ def fit_window(frames: int, height: int, width: int, max_tokens: int, spec: Patc
     if full <= max_tokens:
         return WindowFit(frames, h0, w0, full)
     floor_rows, floor_cols = _min_cells(height, width, spec)
+    if floor_rows * floor_cols > (h0 // f) * (w0 // f):  # the model's rounding went lower
+        floor_rows, floor_cols = h0 // f, w0 // f
     floor_cells = floor_rows * floor_cols
     groups = -(-frames // spec.temporal)
     if max_tokens // groups < floor_cells:  # even the smallest frame is over: fewer frames
