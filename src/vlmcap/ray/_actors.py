@@ -18,7 +18,7 @@ import attrs
 
 from vlmcap._captioner import Captioner
 from vlmcap._records import CaptionResult, VllmConfig
-from vlmcap.video._job import _file_items, _Ready, _Window, window_inputs
+from vlmcap.video._job import _budgeted, _file_items, _Ready, _Window, window_inputs
 from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._windows import WindowPlan, WindowSettings
 
@@ -84,6 +84,7 @@ class DecodeWorker:
 
     def _work(self, window: _Window) -> WindowCaption | Work:
         o = self.options
+        window = _budgeted(window, o.config, self.processor)  # frames: those the model gets
         frames = int(window.decoded.frames.shape[0])
         made = window_inputs(window, o.config, self.processor, o.prompt)
         if isinstance(made, CaptionResult):
