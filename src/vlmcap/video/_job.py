@@ -852,7 +852,9 @@ def caption_paths(  # noqa: PLR0913 - the job's one entry point
             fully resumed run never starts one) and shut down when the job ends.
         processor: from :func:`vlmcap.auto_processor`; loaded on first use when ``None``.
         out: a ``.jsonl`` file or ``.parquet`` folder to add rows to (see
-            :func:`~vlmcap.video.open_sink`); ``None`` keeps nothing.
+            :func:`~vlmcap.video.open_sink`); ``None`` keeps nothing. A run that finishes
+            also writes ``<out>.quality.json`` (:func:`quality_path`): every quality flag,
+            those that compare captions included, over the rows of its inputs.
         resume: skip windows whose row (same settings fingerprint) is in ``out`` already; those
             rows are yielded again with ``resumed=True``. ``False`` starts ``out`` afresh.
         on_change: rows of *other* settings in ``out``: ``"refuse"`` (raise
