@@ -84,32 +84,6 @@ async def _timed(  # noqa: PLR0913 - one timed peer run
     return ModeResult(len(inputs), wall, p, o, 0, {"semaphore": limit}, outs)
 
 
-async def _phase(  # noqa: PLR0913 - one engine's worth of peer runs
-    kwargs: Mapping[str, Any],
-    runs: Iterable[tuple[str, int, bool]],
-    make_inputs: Callable[[int], list[dict[str, Any]]],
-    params: Any,
-    refine: Refine,
-    vision_end_id: int | None,
-    report: Callable[[str, ModeResult], None],
-) -> float:
-    t0 = time.perf_counter()
-    engine = build_async_llm(kwargs)
-    start_s = time.perf_counter() - t0
-    try:
-        await drive(engine, make_inputs(-1), params, 8, tag="warm")
-        for k, (name, limit, two_stage) in enumerate(runs):
-            await _reset(engine)
-            inputs = make_inputs(k)
-            meter = Meter()
-            res = await _timed(engine, inputs, params, limit, name, refine if two_stage else None)
-            del inputs
-            report(name, meter.finish(res, vision_end_id))
-    finally:
-        engine.shutdown()
-    return start_s
-
-
 def run_phase(  # noqa: PLR0913 - one engine's worth of peer runs
     kwargs: Mapping[str, Any],
     runs: Iterable[tuple[str, int, bool]],
@@ -127,4 +101,24 @@ def run_phase(  # noqa: PLR0913 - one engine's worth of peer runs
 
     ``runs`` is consumed lazily: an entry may depend on results reported before it.
     """
-    return asyncio.run(_phase(kwargs, runs, make_inputs, params, refine, vision_end_id, report))
+
+    async def phase() -> float:
+        t0 = time.perf_counter()
+        engine = build_async_llm(kwargs)
+        start_s = time.perf_counter() - t0
+        try:
+            await drive(engine, make_inputs(-1), params, 8, tag="warm")
+            for k, (name, limit, two_stage) in enumerate(runs):
+                await _reset(engine)
+                inputs = make_inputs(k)
+                meter = Meter()
+                res = await _timed(
+                    engine, inputs, params, limit, name, refine if two_stage else None
+                )
+                del inputs
+                report(name, meter.finish(res, vision_end_id))
+        finally:
+            engine.shutdown()
+        return start_s
+
+    return asyncio.run(phase())
