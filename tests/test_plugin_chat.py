@@ -89,7 +89,7 @@ def test_model_path_comes_from_the_config_or_using_model_path(tmp_path: Path) ->
 def test_plugins_command_lists_chat_without_a_pinned_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["plugins"]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
-    assert "none pinned" in lines["chat"] and "--model-path" in lines["chat"]
+    assert "no pinned model" in lines["chat"] and "--model-path" in lines["chat"]
     assert "Qwen/Qwen2.5-VL-7B-Instruct" in lines["qwen"]
 
 
