@@ -106,10 +106,25 @@ def _run(cmd: list[str]) -> Run:
     return Run(done.returncode, done.stderr, time.monotonic() - t0, done.stdout)
 
 
+def _foreground_signals() -> None:
+    """In the child: Ctrl-C as in a terminal's foreground job.
+
+    A test run started in the background of a script (``cmd &``) inherits SIGINT ignored, and
+    Python keeps an inherited SIG_IGN, so the command would never see the Ctrl-C it is sent.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cmd: list[str], log: Path) -> "subprocess.Popen[bytes]":
     """Start the command in its own process group (its engine processes join the group)."""
     with log.open("wb") as err:
-        return subprocess.Popen(cmd, stdout=err, stderr=err, start_new_session=True)
+        return subprocess.Popen(
+            cmd,
+            stdout=err,
+            stderr=err,
+            start_new_session=True,
+            preexec_fn=_foreground_signals,  # noqa: PLW1509 - only a signal reset, no threads
+        )
 
 
 def _wait_for_rows(proc: "subprocess.Popen[bytes]", out: Path, n: int, log: Path) -> None:

@@ -50,7 +50,13 @@ def test_good_plugin_passes_every_check(plugin: type) -> None:
 @pytest.mark.parametrize("plugin", bad.BAD_PLUGINS, ids=_name)
 def test_bad_plugin_fails_exactly_its_rule(plugin: type) -> None:
     rule = plugin.BREAKS  # type: ignore[attr-defined]
-    report = check_plugin(plugin, max_examples=MAX_EXAMPLES, engine=rule.startswith("C-ENGINE-"))
+    engine = rule.startswith("C-ENGINE-")
+    report = check_plugin(
+        plugin,
+        max_examples=MAX_EXAMPLES,
+        engine=engine,
+        model_path=tiny_checkpoint("qwen") if engine else None,
+    )
     assert report.failed_contracts == {rule}, report.format()
     (failure,) = report.failures
     assert failure.check == CHECK_OF[rule]

@@ -441,10 +441,11 @@ class VllmOverLimit(VllmImageFrames):
         )
 
 
-class VllmEngineNoVideo(VllmVideoLLaMA):
-    """model allows no video per prompt (limit_mm_per_prompt={"image": 1, "video": 0}).
+class VllmEngineContextTooShort(VllmVideoLLaMA):
+    """model() gives the engine a 40-token context: the video prompt does not fit.
 
-    Every static rule holds; only the engine round trip (engine=True) finds it.
+    Every static rule holds (no rule reads max_model_len); only the engine round trip
+    (engine=True) finds it.
     """
 
     BREAKS: ClassVar[str] = "C-ENGINE-001"
@@ -454,8 +455,8 @@ class VllmEngineNoVideo(VllmVideoLLaMA):
         return LLM(
             model=str(cls.model_path()),
             tensor_parallel_size=config.num_gpus,
-            max_model_len=config.max_model_len or 8192,
-            limit_mm_per_prompt={"image": 1, "video": 0},
+            max_model_len=40,
+            limit_mm_per_prompt={"image": 0, "video": 1},
         )
 
 
@@ -521,7 +522,7 @@ BAD_PLUGINS: tuple[type, ...] = (
     VllmIgnoresPrompt,
     VllmScalesFramesInPlace,
     VllmDecodeTokenIds,
-    VllmEngineNoVideo,
+    VllmEngineContextTooShort,
     VllmInputRaises,
     VllmNoPlaceholder,
     VllmOverLimit,
