@@ -654,8 +654,13 @@ class _Run:
         self.metadata.pop(index, None)
 
     def prepare(self, job: sched.Job) -> Mapping[str, Any]:
-        """The request's inputs, validated (the rule ID names a plugin's mistake) with metadata."""
-        inputs = check_llm_input(job.request.inputs, self.vocab_size)
+        """The request's inputs with metadata; stage 1 is validated here, stage 2 in refine.
+
+        A broken rule raises with its ID, which becomes that input's error.
+        """
+        inputs = job.request.inputs
+        if job.stage == 1:
+            inputs = check_llm_input(inputs, self.vocab_size)
         md = self.metadata[job.index]
         return inputs if md is None else attach_video_metadata(inputs, md)
 

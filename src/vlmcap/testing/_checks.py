@@ -60,6 +60,7 @@ from vlmcap._plugin import (
     call_model,
     call_processor,
     frame_dtypes,
+    plugin_label,
     signature_problem,
     structure_problem,
 )
@@ -173,11 +174,8 @@ def _check(contract_id: str) -> Callable[[CheckFunc], CheckFunc]:
 # ---------------------------------------------------------------------------------------------
 
 
-def plugin_name(plugin: Any) -> str:
-    """``module:Class`` of a plugin class (or the repr of anything else)."""
-    if isinstance(plugin, type):
-        return f"{plugin.__module__}:{plugin.__qualname__}"
-    return repr(plugin)
+plugin_name = plugin_label
+"""``module:Class`` of a plugin class (or the repr of anything else)."""
 
 
 def load_plugin(spec: str) -> Any:
