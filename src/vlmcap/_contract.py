@@ -372,9 +372,10 @@ def item_counts(mm: Mapping[str, Any]) -> dict[str, int]:
     counts: dict[str, int] = {}
     if "video" in mm:
         video = mm["video"]
-        many = isinstance(video, list) and len(video) > 1 and Video.parse(video[0]) is not None
-        is_frame_list = isinstance(video, list) and Video.parse(video) is not None
-        counts["video"] = len(video) if many and not is_frame_list else 1
+        whole = isinstance(video, list) and all(
+            isinstance(v, tuple) or getattr(v, "ndim", 0) == 4 for v in video
+        )  # a list of whole videos, not a list of one video's frames
+        counts["video"] = len(video) if whole and video else 1
     if "image" in mm:
         images = mm["image"]
         counts["image"] = len(images) if isinstance(images, list) else 1

@@ -383,11 +383,12 @@ def _extras_problem(
     return None
 
 
-def _processor_problem(sig: inspect.Signature) -> str | None:
+def _config_only_problem(name: str, sig: inspect.Signature) -> str | None:
+    """``name()`` or ``name(config)``: any other parameter keyword-only with a default."""
     params = list(sig.parameters.values())
     if params and params[0].name == "config" and params[0].kind in _POSITIONAL:
         params = params[1:]
-    return _extras_problem(f"processor{sig}", params, keyword_only=True)
+    return _extras_problem(f"{name}{sig}", params, keyword_only=True)
 
 
 def _arity_problem(name: str, sig: inspect.Signature, expected: inspect.Signature) -> str | None:
@@ -460,9 +461,9 @@ def signature_problem(plugin: object, name: str) -> str | None:
     if sig is None:
         return f"cannot read the signature of {name}(); define it with def"
     if name == "processor":
-        return _processor_problem(sig)
+        return _config_only_problem(name, sig)
     if name == "model_path":
-        return _processor_problem(sig)  # model_path() or model_path(config)
+        return _config_only_problem(name, sig)
     expected = getattr(plugin_form(plugin).protocol, name)
     expected_sig = _signature(expected)
     if expected_sig is not None:
