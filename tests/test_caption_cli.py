@@ -92,6 +92,18 @@ def _group(pgid: int) -> list[int]:
     return found
 
 
+def _deaf_to_sigint(pid: int) -> bool:
+    """Whether the process blocks or ignores SIGINT (``SigBlk``/``SigIgn`` in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(ln.split()[1], 16) for ln in status.splitlines()
+             if ln.startswith(("SigBlk:", "SigIgn:"))]
+    return any(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+
+
 def _left_after(pgid: int, seconds: float = 15.0) -> list[int]:
     """The group's processes still alive after waiting up to ``seconds`` for them to go."""
     deadline = time.monotonic() + seconds
@@ -343,7 +355,12 @@ def test_sigterm_and_ctrl_c_stop_cleanly_mid_generation(
     proc = _start(cmd, log)
     try:
         _wait_for_rows(proc, out, 1, log)
-        assert [p for p in _group(proc.pid) if p != proc.pid], "the engine is running"
+        engine = [p for p in _group(proc.pid) if p != proc.pid]
+        assert engine, "the engine is running"
+        # Ctrl-C reaches the command only: its engine processes start with SIGINT blocked
+        # (or ignore it, as multiprocessing's resource tracker and vlmcap's reaper do)
+        assert [_cmdline(p) for p in engine if not _deaf_to_sigint(p)] == []
+        assert not _deaf_to_sigint(proc.pid)
         if how == "SIGTERM":
             os.kill(proc.pid, signal.SIGTERM)  # `kill PID`: the command alone
         else:

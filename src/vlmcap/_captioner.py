@@ -41,6 +41,7 @@ from vlmcap._registry import get_plugin
 from vlmcap._vllm_compat import (
     EngineAdapter,
     Finished,
+    engine_start_shielded,
     is_engine_dead,
     make_sampling_params,
     shutdown_llm,
@@ -66,8 +67,13 @@ class Engine(Protocol):
 
 
 def vllm_model(config: VllmConfig) -> Any:
-    """Build the engine of ``config.model_variant``'s plugin."""
-    return call_model(get_plugin(config.model_variant), config)
+    """Build the engine of ``config.model_variant``'s plugin.
+
+    The engine's processes are kept out of Ctrl-C (:func:`engine_start_shielded`): an interrupt
+    reaches the caller only, which stops the engine without a traceback from each process.
+    """
+    with engine_start_shielded():
+        return call_model(get_plugin(config.model_variant), config)
 
 
 def auto_processor(config: VllmConfig) -> Any:

@@ -16,6 +16,9 @@ Differences handled here:
 - Keyword arguments a version does not know raise :class:`UnsupportedSettingError`.
 - What a model accepts (image, video, how many per prompt) comes from vLLM's multimodal
   registry: :func:`supported_mm_limits`.
+- A terminal's Ctrl-C goes to the whole process group; vLLM's engine processes would each die
+  with a traceback. :func:`engine_start_shielded` starts them with SIGINT blocked, so only the
+  caller sees the interrupt and shuts the engine down cleanly.
 """
 
 import contextlib
@@ -24,6 +27,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -176,6 +180,30 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
             f"vLLM {'.'.join(map(str, vllm_version()))} does not know LLM argument(s) {unknown}"
         )
     return kw
+
+
+@contextlib.contextmanager
+def engine_start_shielded() -> Iterator[None]:
+    """Processes started inside the block never receive SIGINT (Ctrl-C); this one still does.
+
+    The signal mask is inherited through fork and exec, and vLLM's engine core and its workers
+    only install handlers (they do not unblock), so a terminal's Ctrl-C reaches this process
+    alone: it raises ``KeyboardInterrupt`` here, and the caller's clean-up stops the engine. An
+    interrupt that arrives while the engine starts is delivered when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: no signal masks
+        yield
+        return
+    # multiprocessing starts its resource tracker on the first spawn and, doing so, unblocks
+    # SIGINT in the caller: start it now, before the mask is set
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def build_llm(**kwargs: Any) -> Any:
