@@ -1,4 +1,4 @@
-"""The first-party plugins beyond ``qwen``: Cosmos-Reason1/2 and Qwen3-VL.
+"""The first-party plugins beyond ``qwen``: Cosmos-Reason1/2, Qwen3-VL, Qwen3.5 and Cosmos 3.
 
 Fast tests pin each plugin's own rules (answer extraction, refine prompts, engine arguments,
 refused settings); the ``engine`` tests run stage 1 and stage 2 through a real vLLM engine on
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import vlmcap
+from vlmcap.plugins.cosmos3 import VllmCosmos3
 from vlmcap.plugins.cosmos_reason import (
     DEFAULT_REFINE_PROMPT,
     SYSTEM_PROMPT,
@@ -22,13 +23,14 @@ from vlmcap.plugins.cosmos_reason import (
     VllmCosmosReason2VL,
     extract_answer,
 )
+from vlmcap.plugins.qwen3_5 import VllmQwen3_5
 from vlmcap.plugins.qwen3_vl import VllmQwen3VL
 from vlmcap.testing import synthetic_clip, tiny_checkpoint
 
 
-NEW_VARIANTS = ("cosmos_r1", "qwen3_vl", "cosmos_r2")
+NEW_VARIANTS = ("cosmos_r1", "qwen3_vl", "cosmos_r2", "qwen3_5", "cosmos3")
 COSMOS = (VllmCosmosReason1VL, VllmCosmosReason2VL)
-QWEN3_ARCH = ("qwen3_vl", "cosmos_r2")
+QWEN3_ARCH = ("qwen3_vl", "cosmos_r2", "qwen3_5", "cosmos3")
 
 
 def _output(text: str) -> Any:
@@ -51,7 +53,7 @@ def processors() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("variant", "cls"),
     [("cosmos_r1", VllmCosmosReason1VL), ("cosmos_r2", VllmCosmosReason2VL),
-     ("qwen3_vl", VllmQwen3VL)],
+     ("qwen3_vl", VllmQwen3VL), ("qwen3_5", VllmQwen3_5), ("cosmos3", VllmCosmos3)],
 )
 def test_variants_are_registered(variant: str, cls: type) -> None:
     assert vlmcap.get_plugin(variant) is cls
@@ -165,6 +167,48 @@ def test_qwen3_refine_contains_the_caption(processors: dict[str, Any]) -> None:
     text = processor.tokenizer.decode(stage2.inputs["prompt_token_ids"])
     assert "Refine: A white square moves." in text
     assert stage2.inputs["multi_modal_data"]["video"] is inp["multi_modal_data"]["video"]
+
+
+def test_qwen3_5_asks_for_no_thinking_in_both_stages(processors: dict[str, Any]) -> None:
+    processor = processors["qwen3_5"]
+    inp = VllmQwen3_5.make_llm_input("Describe it.", synthetic_clip(4, 64, 64), processor)
+    stage1 = vlmcap.VllmCaptionRequest("s1", inp, caption="A white square moves.")
+    stage2 = VllmQwen3_5.make_refined_llm_request(stage1, processor, "Refine: ")
+    for ids in (inp["prompt_token_ids"], stage2.inputs["prompt_token_ids"]):
+        # the tiny template renders Qwen3.5's enable_thinking=False as an empty think block
+        assert processor.tokenizer.decode(ids).endswith("assistant\n<think>\n\n</think>\n\n")
+    assert stage2.inputs["multi_modal_data"]["video"] is inp["multi_modal_data"]["video"]
+    # a template without the switch gets no stray keyword (Qwen3-VL's renders the same as before)
+    plain = processors["qwen3_vl"]
+    clip = synthetic_clip(4, 64, 64)
+    assert (VllmQwen3_5.make_llm_input("Describe it.", clip, plain)["prompt_token_ids"]
+            == VllmQwen3VL.make_llm_input("Describe it.", clip, plain)["prompt_token_ids"])
+
+
+@pytest.mark.parametrize(
+    ("text", "caption"),
+    [("<think>\nlong reasoning\n</think>\n\nA red car.", "A red car."),
+     ("  A red car. ", "A red car."), ("<think></think>A red car.", "A red car.")],
+)
+def test_qwen3_5_decode_drops_a_think_block(text: str, caption: str) -> None:
+    assert VllmQwen3_5.decode(_output(text)) == caption
+
+
+def test_cosmos3_checkpoint_is_in_the_unified_layout() -> None:
+    """The tiny Cosmos 3 keeps Cosmos 3's flat keys in two folders: the engine test proves vLLM
+    maps them (its Cosmos3 weight mapper) rather than reading a Qwen3-VL layout."""
+    from safetensors import safe_open
+
+    root = tiny_checkpoint("cosmos3")
+    assert not list(root.glob("*.safetensors"))
+    with safe_open(str(root / "transformer" / "model.safetensors"), "pt") as f:
+        language = set(f.keys())
+    with safe_open(str(root / "vision_encoder" / "model.safetensors"), "pt") as f:
+        vision = set(f.keys())
+    assert {"embed_tokens.weight", "norm.weight", "lm_head.weight"} <= language
+    assert any(k.startswith("layers.0.") for k in language)
+    assert any(k.startswith("blocks.0.") for k in vision) and "patch_embed.proj.weight" in vision
+    assert not any(k.startswith("model.") for k in language | vision)
 
 
 # --- engine arguments and refused settings -----------------------------------------------------

@@ -22,6 +22,11 @@ MODEL_IDS: dict[str, ModelId] = {
     "qwen3_vl": ModelId(
         "Qwen/Qwen3-VL-30B-A3B-Instruct", "4b184fbdab8886057d8d80c09f35bcfc65fe640e"
     ),
+    "qwen3_5": ModelId(  # cosmos-curate's qwen3_5_27b pin
+        "Qwen/Qwen3.5-27B-FP8", "97f5941bf617e31c5e237364a8602ce3f03a551a", precision="fp8"
+    ),
+    # the revision public code pins for Cosmos3-Nano; not checked against the hub (offline)
+    "cosmos3": ModelId("nvidia/Cosmos3-Nano", "e59a53c25979a090fa8706c9acc0c254a6e89b92"),
 }
 """variant -> pinned checkpoint. Third-party plugins may add rows with :func:`register_model_id`."""
 

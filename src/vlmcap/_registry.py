@@ -18,6 +18,8 @@ ENTRY_POINT_GROUP = "vlmcap.plugins"
 BUILTIN_PLUGINS: dict[str, str] = {
     "qwen": "vlmcap.plugins.qwen:VllmQwen7B",
     "qwen3_vl": "vlmcap.plugins.qwen3_vl:VllmQwen3VL",
+    "qwen3_5": "vlmcap.plugins.qwen3_5:VllmQwen3_5",
+    "cosmos3": "vlmcap.plugins.cosmos3:VllmCosmos3",
     "cosmos_r1": "vlmcap.plugins.cosmos_reason:VllmCosmosReason1VL",
     "cosmos_r2": "vlmcap.plugins.cosmos_reason:VllmCosmosReason2VL",
     "chat": "vlmcap.plugins.chat:VllmChat",  # any chat-template VLM at VllmConfig.model_path

@@ -45,15 +45,30 @@ def kv_block_tokens() -> int:
 
 
 def chat_token_ids(
-    processor: Any, prompt: str, *, kind: str = "video", system: str | None = None
+    processor: Any,
+    prompt: str,
+    *,
+    kind: str = "video",
+    system: str | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[int]:
-    """Token ids of a one-turn chat with a vision placeholder followed by ``prompt``."""
+    """Token ids of a one-turn chat with a vision placeholder followed by ``prompt``.
+
+    ``template_kwargs`` are passed to the chat template (``{"enable_thinking": False}``); those
+    the template never names are left out (transformers would hand them to the processor).
+    """
+    template = str(getattr(processor, "chat_template", None) or "")
+    switches = {k: v for k, v in (template_kwargs or {}).items() if k in template}
     messages: list[dict[str, Any]] = []
     if system is not None:
         messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
     messages.append({"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]})
     ids = processor.apply_chat_template(
-        messages, add_generation_prompt=True, tokenize=True, return_tensors="pt"
+        messages,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_tensors="pt",
+        **switches,
     )
     if not isinstance(ids, torch.Tensor):  # transformers 5 returns a BatchEncoding
         ids = ids["input_ids"]
@@ -184,17 +199,27 @@ def stage1_media(request: VllmCaptionRequest, key: str = "video") -> tuple[str, 
 
 
 def refined_video_request(
-    request: VllmCaptionRequest, processor: Any, refine_prompt: str | None, *, align: bool
+    request: VllmCaptionRequest,
+    processor: Any,
+    refine_prompt: str | None,
+    *,
+    align: bool,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> VllmCaptionRequest:
     """The stage-2 request: refine prompt + stage-1 caption over the very same video object.
 
     The refine prompt defaults to :data:`DEFAULT_STAGE2_PROMPT`; with ``align`` the prompt is
-    block-aligned after the video like stage 1's (:func:`block_aligned_ids`).
+    block-aligned after the video like stage 1's (:func:`block_aligned_ids`); without it, the
+    chat template renders it with ``template_kwargs``.
     """
     caption, video = stage1_media(request)
     prefix = DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt
     text = prefix + caption
-    ids = video_prompt_ids(processor, text, video) if align else chat_token_ids(processor, text)
+    ids = (
+        video_prompt_ids(processor, text, video)
+        if align
+        else chat_token_ids(processor, text, template_kwargs=template_kwargs)
+    )
     return VllmCaptionRequest(
         request_id=secrets.token_hex(8),
         inputs={"prompt_token_ids": ids, "multi_modal_data": {"video": video}},

@@ -50,6 +50,13 @@ _CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# Qwen3.5's switch: with enable_thinking false, the answer starts after an empty think block.
+_QWEN3_5_CHAT_TEMPLATE = _CHAT_TEMPLATE.replace(
+    "<|im_start|>assistant\n{% endif %}",
+    "<|im_start|>assistant\n{% if enable_thinking is defined and not enable_thinking %}"
+    "<think>\n\n</think>\n\n{% endif %}{% endif %}",
+)
+
 _CORPUS = """
 A red car drives along a wet road at night while street lights reflect on the asphalt.
 A person walks a dog through a green park, and children play on the grass near a fountain.
@@ -197,17 +204,30 @@ def _build_qwen2_5_vl(dest: Path, seed: int) -> None:
     (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
 
 
-def _build_qwen3_vl(dest: Path, seed: int) -> None:
-    """A tiny dense Qwen3-VL (the architecture of Cosmos-Reason2 and of the Qwen3-VL family).
+_QWEN3_5_LINEAR = {
+    "layer_types": ["linear_attention", "full_attention"],
+    "linear_conv_kernel_dim": 4,
+    "linear_key_head_dim": 128,  # vLLM's CPU GDN kernel takes head dimension 128 only
+    "linear_value_head_dim": 128,
+    "linear_num_key_heads": 1,
+    "linear_num_value_heads": 2,
+}
+"""Qwen3.5's Gated DeltaNet layer, tiny: one linear-attention layer, then a full-attention one."""
 
-    Text head_dim 64 with an interleaved mrope section of 8/12/12, vision patch 16 (a 32-aligned
-    grid after the 2x2 merge) and one deepstack layer; the head is shaped as for Qwen2.5-VL.
+
+def _build_qwen3_vl_family(dest: Path, seed: int, family: str) -> None:
+    """A tiny Qwen3-VL-family checkpoint: ``qwen3_vl`` (dense), ``qwen3_5`` or ``cosmos3``.
+
+    All three share Qwen3-VL's vision tower (patch 16, a 32-aligned grid after the 2x2 merge, one
+    deepstack layer) and processor. Text head_dim 64 with an interleaved mrope section of 8/12/12;
+    the head is shaped as for Qwen2.5-VL. ``qwen3_5`` makes the language model hybrid (one Gated
+    DeltaNet layer, :data:`_QWEN3_5_LINEAR`); ``cosmos3`` writes the Qwen3-VL weights in Cosmos
+    3's unified layout (:func:`_cosmos3_layout`).
     """
     import torch
+    import transformers
     from transformers import (
         Qwen2VLImageProcessor,
-        Qwen3VLConfig,
-        Qwen3VLForConditionalGeneration,
         Qwen3VLProcessor,
         Qwen3VLVideoProcessor,
     )
@@ -217,50 +237,63 @@ def _build_qwen3_vl(dest: Path, seed: int) -> None:
     vocab = len(tokenizer)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _SPECIAL_TOKENS}
     hidden = 128
-    config = Qwen3VLConfig(
-        text_config={
-            "vocab_size": vocab,
-            "hidden_size": hidden,
-            "intermediate_size": 256,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "head_dim": 64,
-            "max_position_embeddings": 32768,
-            "rms_norm_eps": 1e-6,
-            "rope_parameters": {
-                "rope_type": "default",
-                "rope_theta": 5_000_000.0,
-                "mrope_section": [8, 12, 12],
-                "mrope_interleaved": True,
-            },
-            "bos_token_id": ids["<|endoftext|>"],
-            "eos_token_id": ids["<|im_end|>"],
-            "pad_token_id": ids["<|endoftext|>"],
-            "tie_word_embeddings": False,
+    text_config: dict[str, Any] = {
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-6,
+        "rope_parameters": {
+            "rope_type": "default",
+            "rope_theta": 5_000_000.0,
+            "mrope_section": [8, 12, 12],
+            "mrope_interleaved": True,
         },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 2,
-            "in_channels": 3,
-            "patch_size": 16,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-            "out_hidden_size": hidden,
-            "num_position_embeddings": 256,
-            "deepstack_visual_indexes": [1],
-        },
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "pad_token_id": ids["<|endoftext|>"],
+        "tie_word_embeddings": False,
+    }
+    vision_config: dict[str, Any] = {
+        "depth": 2,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_heads": 2,
+        "in_channels": 3,
+        "patch_size": 16,
+        "spatial_merge_size": 2,
+        "temporal_patch_size": 2,
+        "out_hidden_size": hidden,
+        "num_position_embeddings": 256,
+        "deepstack_visual_indexes": [1],
+    }
+    if family == "qwen3_5":
+        text_config |= _QWEN3_5_LINEAR
+        text_config["rope_parameters"] |= {"partial_rotary_factor": 1.0}
+        del vision_config["deepstack_visual_indexes"]  # Qwen3.5 has no deepstack
+        config_class, model_class = "Qwen3_5Config", "Qwen3_5ForConditionalGeneration"
+    else:
+        config_class, model_class = "Qwen3VLConfig", "Qwen3VLForConditionalGeneration"
+    config = getattr(transformers, config_class)(
+        text_config=text_config,
+        vision_config=vision_config,
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    config.architectures = ["Qwen3VLForConditionalGeneration"]
-    model = Qwen3VLForConditionalGeneration(config)
+    config.architectures = [model_class]
+    model = getattr(transformers, model_class)(config)
     _save_with_word_head(model, tokenizer, dest)
+    if family == "cosmos3":
+        _cosmos3_layout(dest)
+    template = _QWEN3_5_CHAT_TEMPLATE if family == "qwen3_5" else _CHAT_TEMPLATE
+    tokenizer.chat_template = template
     image_size = {"shortest_edge": 64 * 64, "longest_edge": 256 * 256}
     video_size = {"shortest_edge": 64 * 64, "longest_edge": 16 * 256 * 256}
     processor = Qwen3VLProcessor(
@@ -269,11 +302,49 @@ def _build_qwen3_vl(dest: Path, seed: int) -> None:
         video_processor=Qwen3VLVideoProcessor(
             size=video_size, patch_size=16, merge_size=2, cap_pixels_per_frame=False
         ),
-        chat_template=_CHAT_TEMPLATE,
+        chat_template=template,
     )
     processor.save_pretrained(dest)
     gen = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"]]}
     (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
+
+
+def _build_qwen3_vl(dest: Path, seed: int) -> None:
+    _build_qwen3_vl_family(dest, seed, "qwen3_vl")
+
+
+def _build_qwen3_5(dest: Path, seed: int) -> None:
+    _build_qwen3_vl_family(dest, seed, "qwen3_5")
+
+
+def _build_cosmos3(dest: Path, seed: int) -> None:
+    _build_qwen3_vl_family(dest, seed, "cosmos3")
+
+
+def _cosmos3_layout(dest: Path) -> None:
+    """Rewrite a saved Qwen3-VL checkpoint in Cosmos 3's unified layout, as vLLM reads it.
+
+    A Cosmos 3 checkpoint keeps flat keys (``layers.0...``, ``blocks.0...``, ``lm_head...``)
+    under ``transformer/`` (language) and ``vision_encoder/`` (vision), with a
+    ``cosmos3_omni`` config; vLLM's ``Cosmos3ForConditionalGeneration`` maps them back to its
+    Qwen3-VL modules.
+    """
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(dest / "model.safetensors")
+    (dest / "model.safetensors").unlink()
+    parts: dict[str, dict[str, Any]] = {"transformer": {}, "vision_encoder": {}}
+    for key, tensor in weights.items():
+        if key.startswith("model.visual."):
+            parts["vision_encoder"][key.removeprefix("model.visual.")] = tensor
+        else:
+            parts["transformer"][key.removeprefix("model.language_model.")] = tensor
+    for folder, tensors in parts.items():
+        (dest / folder).mkdir()
+        save_file(tensors, dest / folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((dest / "config.json").read_text())
+    config |= {"model_type": "cosmos3_omni", "architectures": ["Cosmos3ForConditionalGeneration"]}
+    (dest / "config.json").write_text(json.dumps(config, indent=2))
 
 
 _BUILDERS: dict[str, Callable[[Path, int], None]] = {
@@ -282,6 +353,8 @@ _BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "cosmos_r2": _build_qwen3_vl,  # Cosmos-Reason2-8B is a Qwen3-VL fine-tune
     "qwen3_vl": _build_qwen3_vl,  # dense stand-in for the pinned Qwen3-VL MoE (same processor)
     "qwen3_vl_moe": build_qwen3_vl_moe,  # the pinned architecture: Qwen3-VL with tiny experts
+    "qwen3_5": _build_qwen3_5,  # hybrid: Qwen3-VL's vision, Gated DeltaNet + attention layers
+    "cosmos3": _build_cosmos3,  # Cosmos 3's unified layout around a Qwen3-VL reasoner
     "phi4": build_phi4,  # Phi-4-multimodal with local remote code and a vision LoRA
     "chat": build_llava_onevision,  # any chat-template VLM: LLaVA-OneVision (video)
     "chat_image": build_llava,  # chat on an image-only model: LLaVA-1.5
