@@ -27,6 +27,9 @@ MODEL_IDS: dict[str, ModelId] = {
     ),
     # the revision public code pins for Cosmos3-Nano; not checked against the hub (offline)
     "cosmos3": ModelId("nvidia/Cosmos3-Nano", "e59a53c25979a090fa8706c9acc0c254a6e89b92"),
+    "nemotron_vl": ModelId(  # cosmos-curate's pin
+        "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16", "5f7b7fac031d1eb7b8b8f2266c305b3f2fcc6ff4"
+    ),
 }
 """variant -> pinned checkpoint. Third-party plugins may add rows with :func:`register_model_id`."""
 

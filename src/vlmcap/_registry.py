@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "cosmos_r2": "vlmcap.plugins.cosmos_reason:VllmCosmosReason2VL",
     "chat": "vlmcap.plugins.chat:VllmChat",  # any chat-template VLM at VllmConfig.model_path
     "phi4": "vlmcap.plugins.phi4:VllmPhi4",
+    "nemotron_vl": "vlmcap.plugins.nemotron_vl:VllmNemotronVL",
 }
 
 _registered: dict[str, PluginClass] = {}

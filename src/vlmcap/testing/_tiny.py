@@ -19,6 +19,7 @@ from typing import Any
 
 from vlmcap._errors import UnknownVariantError
 from vlmcap.testing._tiny_chat import build_llava, build_llava_onevision
+from vlmcap.testing._tiny_nemotron import build_nemotron_vl
 from vlmcap.testing._tiny_phi4 import build_phi4
 from vlmcap.testing._tiny_qwen3_moe import build_qwen3_vl_moe
 
@@ -355,6 +356,7 @@ _BUILDERS: dict[str, Callable[[Path, int], None]] = {
     "qwen3_vl_moe": build_qwen3_vl_moe,  # the pinned architecture: Qwen3-VL with tiny experts
     "qwen3_5": _build_qwen3_5,  # hybrid: Qwen3-VL's vision, Gated DeltaNet + attention layers
     "cosmos3": _build_cosmos3,  # Cosmos 3's unified layout around a Qwen3-VL reasoner
+    "nemotron_vl": build_nemotron_vl,
     "phi4": build_phi4,  # Phi-4-multimodal with local remote code and a vision LoRA
     "chat": build_llava_onevision,  # any chat-template VLM: LLaVA-OneVision (video)
     "chat_image": build_llava,  # chat on an image-only model: LLaVA-1.5
