@@ -36,6 +36,7 @@ VIT_WIDTH = 64
 VIT_LAYERS = 1
 LLM_WIDTH = 128
 PROJECTOR = 256
+ATTN_QK_SCALE = 20.0
 
 # Nemotron's chat format, written for vlmcap: ChatML turns, media placeholders before the text.
 CHAT_TEMPLATE = (
@@ -200,6 +201,24 @@ def _vision_weights(gen: Any) -> dict[str, Any]:
     return w
 
 
+def _sharpen_attention(language: Any) -> None:
+    """Scale the attention layer up, so that the answer depends on what the frames show.
+
+    At transformers' initial scale, attention is near uniform: the last prompt token sees the
+    average of a few hundred tokens, nearly the same for every clip, and greedy decoding then
+    writes the same caption for every video. Larger query/key weights make attention pick
+    tokens by content; larger value/output weights make what it picks outweigh the token itself.
+    """
+    import torch
+
+    scale = {"q_proj": ATTN_QK_SCALE, "k_proj": ATTN_QK_SCALE, "v_proj": 4.0, "o_proj": 4.0}
+    with torch.no_grad():
+        for name, param in language.named_parameters():
+            module = name.rsplit(".", 2)[-2] if name.endswith(".weight") else ""
+            if module in scale:
+                param.mul_(scale[module])
+
+
 def build_nemotron_vl(dest: Path, seed: int) -> None:
     """Write the tiny Nemotron Nano VL v2 checkpoint into ``dest`` (see the module docstring)."""
     import torch
@@ -214,6 +233,7 @@ def build_nemotron_vl(dest: Path, seed: int) -> None:
     cfg = _config(len(tokenizer), ids)
     llm = dict(cfg["llm_config"])
     language = NemotronHForCausalLM(AutoConfig.for_model(llm.pop("model_type"), **llm))
+    _sharpen_attention(language)
     with tempfile.TemporaryDirectory() as tmp:  # saved in the hub layout (backbone.*), bf16
         _tiny._save_with_word_head(language, tokenizer, Path(tmp))  # noqa: SLF001 - shared recipe
         saved = load_file(Path(tmp) / "model.safetensors")
