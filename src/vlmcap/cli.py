@@ -680,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
         "variant",
         help="a recipe: qwen, cosmos_r1 (Qwen2.5-VL); cosmos_r2, qwen3_vl (dense Qwen3-VL); "
         "qwen3_vl_moe; qwen3_5 (hybrid Qwen3.5); cosmos3 (Cosmos 3 layout); phi4; "
-        "chat (LLaVA-OneVision, video); chat_image (LLaVA-1.5, images)",
+        "nemotron_vl (Nemotron Nano VL v2); chat (LLaVA-OneVision, video); "
+        "chat_image (LLaVA-1.5, images)",
     )
     p.add_argument(
         "dest",
