@@ -498,7 +498,7 @@ def _video_layout_problem(value: Any, original: torch.Tensor, frames_obj: Any) -
         return (
             f"multi_modal_data['video'] has shape {shape} for input frames of shape "
             f"{tuple(original.shape)}: {int(tensor.shape[0])} frames, not {t} "
-            f"({layout_hint(shape, t)}; seed guide, bug 5)"
+            f"({layout_hint(shape, t)}; plugin guide, common bug 5)"
         )
     if tuple(tensor.shape[2:]) == tuple(original.shape[2:]) and not torch.allclose(
         _unit(tensor), _unit(original), atol=_PIXEL_TOLERANCE, rtol=0.0
@@ -783,14 +783,16 @@ def check_input_modality_keys(plugin: Any, options: CheckOptions) -> None:
             return
         problem = modality_problem(out["multi_modal_data"])
         if problem is not None:
-            raise ContractViolation("C-INPUT-003", f"make_llm_input: {problem} (seed guide, bug 2)")
+            raise ContractViolation(
+                "C-INPUT-003", f"make_llm_input: {problem} (plugin guide, common bug 2)"
+            )
 
     _for_all(options, _input_cases(plugin), body)
 
 
 @_check("C-INPUT-004")
 def check_input_frame_layout(plugin: Any, options: CheckOptions) -> None:
-    """C-INPUT-004: the video is the input frames or a same-layout derivative (seed bug 5)."""
+    """C-INPUT-004: the video is the input frames or a same-layout derivative (common bug 5)."""
     p = _Plugin.resolve(plugin, options, "make_llm_input")
 
     def body(case: tuple[torch.Tensor, str]) -> None:
@@ -968,7 +970,7 @@ def check_refine_returns_request(plugin: Any, options: CheckOptions) -> None:
 
 @_check("C-REFINE-002")
 def check_refine_resets_caption(plugin: Any, options: CheckOptions) -> None:
-    """C-REFINE-002: the stage-2 request has ``caption`` and ``stage2_prompt`` None (seed bug 1)."""
+    """C-REFINE-002: the stage-2 request has ``caption``, ``stage2_prompt`` None (common bug 1)."""
     p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
 
     def body(case: _RefineCase) -> None:
@@ -984,7 +986,7 @@ def check_refine_resets_caption(plugin: Any, options: CheckOptions) -> None:
             raise ContractViolation(
                 "C-REFINE-002",
                 f"the stage-2 request keeps {', '.join(kept)}; build it with only request_id and "
-                "inputs so both stay None (seed guide, bug 1)",
+                "inputs so both stay None (plugin guide, common bug 1)",
             )
 
     _for_all(options, _refine_cases(plugin), body)
@@ -1027,7 +1029,7 @@ def check_refine_new_request_id(plugin: Any, options: CheckOptions) -> None:
 
 @_check("C-REFINE-004")
 def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
-    """C-REFINE-004: stage 2 reuses the stage-1 video object (seed bug 3)."""
+    """C-REFINE-004: stage 2 reuses the stage-1 video object (common bug 3)."""
     p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
 
     def body(case: _RefineCase) -> None:
@@ -1044,7 +1046,7 @@ def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
                 raise ContractViolation(
                     "C-REFINE-004",
                     f"the stage-2 multi_modal_data has no {key!r}; pass "
-                    f"request.inputs['multi_modal_data'][{key!r}] on (seed guide, bug 3)",
+                    f"request.inputs['multi_modal_data'][{key!r}] on (plugin guide, common bug 3)",
                 )
             if not _same_video(before[key], after[key]):
                 parsed = Video.parse(after[key])
@@ -1054,7 +1056,7 @@ def check_refine_reuses_frames(plugin: Any, options: CheckOptions) -> None:
                     "C-REFINE-004",
                     f"the stage-2 {key!r} ({what}) is not the stage-1 one; reuse "
                     f"request.inputs['multi_modal_data'][{key!r}] instead of decoding or "
-                    "building frames again (seed guide, bug 3)",
+                    "building frames again (plugin guide, common bug 3)",
                 )
 
     _for_all(options, _refine_cases(plugin), body)
@@ -1123,11 +1125,11 @@ def check_refine_leaves_request_unchanged(plugin: Any, options: CheckOptions) ->
 
 @_check("C-REFINE-008")
 def check_refine_rejects_missing_caption(plugin: Any, options: CheckOptions) -> None:
-    """C-REFINE-008: a request without caption raises a clear error (seed bug 6)."""
+    """C-REFINE-008: a request without caption raises a clear error (common bug 6)."""
     p = _Plugin.resolve(plugin, options, "make_refined_llm_request")
     fix = (
         "check it first: if request.caption is None: raise ValueError('request caption is None: "
-        "stage 2 needs the stage-1 caption') (seed guide, bug 6)"
+        "stage 2 needs the stage-1 caption') (plugin guide, common bug 6)"
     )
 
     def body(case: _RefineCase) -> None:
@@ -1187,7 +1189,7 @@ def _output_text(output: Any) -> str:
 
 @_check("C-DECODE-001")
 def check_decode_returns_str(plugin: Any, options: CheckOptions) -> None:
-    """C-DECODE-001: ``decode`` returns a str for every finished output (seed bug 4)."""
+    """C-DECODE-001: ``decode`` returns a str for every finished output (common bug 4)."""
     decode = _method(plugin, "decode")
     from vlmcap.testing import strategies as vst
 
@@ -1206,7 +1208,7 @@ def check_decode_returns_str(plugin: Any, options: CheckOptions) -> None:
             raise ContractViolation(
                 "C-DECODE-001",
                 f"decode returned a {type(caption).__name__} ({caption!r:.60}) for {desc}; return "
-                "vllm_output.outputs[0].text (seed guide, bug 4)",
+                "vllm_output.outputs[0].text (plugin guide, common bug 4)",
             )
 
     _for_all(options, vst.request_outputs(), body)

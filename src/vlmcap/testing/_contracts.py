@@ -108,7 +108,7 @@ _TABLE = (
         "multi_modal_data uses vLLM's modality names only ('video', 'image' or 'audio', "
         "singular), and holds 'video' or 'image'.",
         "vLLM rejects or ignores other keys ('video_frames', 'images'): the model would caption "
-        "without seeing the video (seed guide, bug 2).",
+        "without seeing the video (plugin guide, common bug 2).",
     ),
     Contract(
         "C-INPUT-004",
@@ -118,7 +118,7 @@ _TABLE = (
         "conversion), bare or with metadata describing T frames; images are 1..T PIL images or "
         "(3, H', W') tensors.",
         "The frame contract is (frames, 3, height, width); a transposed or permuted tensor "
-        "makes the model see noise (seed guide, bug 5). Dropping frames makes the video "
+        "makes the model see noise (plugin guide, common bug 5). Dropping frames makes the video "
         "metadata (fps, frame indices) wrong.",
     ),
     Contract(
@@ -155,7 +155,7 @@ _TABLE = (
         "C-REFINE-002",
         "The stage-2 request has caption None and stage2_prompt None.",
         "A stage-2 request that keeps the stage-1 caption looks finished, and one that keeps "
-        "stage2_prompt would be refined again (seed guide, bug 1).",
+        "stage2_prompt would be refined again (plugin guide, common bug 1).",
     ),
     Contract(
         "C-REFINE-003",
@@ -169,7 +169,7 @@ _TABLE = (
         "The stage-2 request reuses the stage-1 video: the same object (or an equal tensor) as "
         "request.inputs['multi_modal_data']['video'] (or the same images).",
         "Decoding the video again is expensive and may give other frames; stage 2 must "
-        "refine the caption of the very same frames (seed guide, bug 3).",
+        "refine the caption of the very same frames (plugin guide, common bug 3).",
     ),
     Contract(
         "C-REFINE-005",
@@ -193,7 +193,7 @@ _TABLE = (
         "A request whose caption is None makes make_refined_llm_request raise ValueError, "
         "TypeError or a vlmcap.VlmcapError whose message names the caption.",
         "A cryptic crash ('can only concatenate str') or a prompt containing 'None' hides the "
-        "real problem (seed guide, bug 6).",
+        "real problem (plugin guide, common bug 6).",
     ),
     Contract(
         "C-REFINE-009",
@@ -207,7 +207,7 @@ _TABLE = (
         "decode returns a str for every finished vllm.RequestOutput, including empty and "
         "truncated (finish_reason 'length') outputs.",
         "vlmcap stores the caption as text; anything else is an error for that input "
-        "(seed guide, bug 4).",
+        "(plugin guide, common bug 4).",
     ),
     Contract(
         "C-DECODE-002",

@@ -3,7 +3,8 @@
 It speaks the driver's :class:`vlmcap.Engine` protocol (``add``/``step``/``abort``) and returns
 output objects shaped like ``vllm.RequestOutput`` (``request_id``, ``finished``,
 ``prompt_token_ids``, ``outputs[0].text/token_ids/finish_reason``), so plugins' ``decode`` runs
-on them unchanged. ``tests/test_fake_engine_vs_real.py`` checks it against the real engine.
+on them unchanged. ``test_fake_engine_agrees_with_the_real_one`` (``tests/test_engine_cpu.py``)
+checks it against the real engine.
 """
 
 import hashlib
