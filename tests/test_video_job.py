@@ -573,7 +573,7 @@ def test_the_progress_rate_leaves_engine_start_up_out(
         time.sleep(2.0)  # engine start-up
         return FakeEngine()
 
-    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    monkeypatch.setattr(_job, "tqdm", Bar)
     monkeypatch.setattr(_job, "vllm_model", slow_engine)
     t0 = time.monotonic()
     rows = list(

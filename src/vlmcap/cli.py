@@ -23,6 +23,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tqdm import tqdm
+
 from vlmcap._errors import ConfigError, ModelNotFoundError, UnknownVariantError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import pins_no_model, plugin_model_id
@@ -31,6 +33,8 @@ from vlmcap._quality import ROW_FLAGS, QualitySettings, counts_line
 from vlmcap._records import VllmConfig
 from vlmcap._registry import available_variants, get_plugin
 from vlmcap.video import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SIDE,
     ROW_DOCS,
     JobStats,
     SettingsChangedError,
@@ -407,7 +411,6 @@ def _cmd_caption(args: argparse.Namespace) -> int:
     if scan.skipped:
         print(f"vlmcap: skipping what is not media in the folders: {scan.describe_skipped()}",
               file=sys.stderr)
-    tqdm = importlib.import_module("tqdm").tqdm
     stats = JobStats()
     rows = _ray_rows(args, config, settings, stats) if args.ray else caption_paths(
         args.inputs,
@@ -499,10 +502,10 @@ def _add_caption_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
                    help="a shorter tail joins the last window (default: window size / 2)")
     p.add_argument("--sampling-fps", type=_positive_float, default=2.0, metavar="F",
                    help="frames sampled per second of video (default: %(default)s)")
-    p.add_argument("--max-pixels", type=_non_negative_int, default=768 * 28 * 28, metavar="N",
+    p.add_argument("--max-pixels", type=_non_negative_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="per-frame pixel budget of the resize; 0 keeps native size "
                         "(default: %(default)s)")
-    p.add_argument("--max-side", type=_positive_int, default=8192, metavar="N",
+    p.add_argument("--max-side", type=_positive_int, default=DEFAULT_MAX_SIDE, metavar="N",
                    help="files with a larger width or height are errors (default: %(default)s)")
     p.add_argument("--batch-windows", type=_positive_int, default=32, metavar="N",
                    help="windows decoded ahead of the engine (x2); with --ray, windows per "

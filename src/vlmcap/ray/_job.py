@@ -19,7 +19,6 @@ window's row only once; the sink also refuses a second row for a key, so nothing
 """
 
 import collections
-import importlib
 import logging
 import sys
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import attrs
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, RayError
+from tqdm import tqdm
 
 from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap._records import VllmConfig
@@ -531,7 +531,7 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
         sink = open_output(
             out, plan, st, resume=resume, on_change=on_change, retry_errors=retry_errors
         )
-    bar = importlib.import_module("tqdm").tqdm(
+    bar = tqdm(
         total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
     driver: _Driver | None = None

@@ -16,7 +16,6 @@ raised before anything is written; files a folder scan does not take are counted
 """
 
 import collections
-import importlib
 import itertools
 import json
 import logging
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import attrs
+from tqdm import tqdm
 
 from vlmcap._boundary import boundary
 from vlmcap._budget import apply_budget, patch_spec
@@ -1003,7 +1003,7 @@ def _run_job(  # noqa: PLR0913 - the job's state, passed once
                 fingerprint=fingerprint,
             )
 
-    bar = importlib.import_module("tqdm").tqdm(
+    bar = tqdm(
         total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
     order = _InOrder(sink, captioner.stats, bar)
