@@ -20,6 +20,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
 from tests import _idefics3_plugin as plugin
+from tests.test_chat_architectures import GEMMA3, INTERNVL
 from vlmcap import ConfigError
 from vlmcap.cli import main
 from vlmcap.testing import sample_videos, tiny_checkpoint_like, tiny_variants
@@ -83,6 +84,8 @@ def test_every_image_text_config_shrinks_consistently(model_type: str) -> None:
         patch, side = _get(c, "patch_size"), _get(c, "image_size")
         if isinstance(patch, int) and isinstance(side, int):
             assert side % patch == 0, name
+        if isinstance(patch, list | tuple) and isinstance(side, list | tuple):  # (height, width)
+            assert [s // p for s, p in zip(side, patch, strict=True)] == [4, 4], name
 
 
 def test_a_config_class_is_shrunk_from_its_defaults() -> None:
@@ -93,6 +96,13 @@ def test_a_config_class_is_shrunk_from_its_defaults() -> None:
     assert text.max_position_embeddings >= 4096  # vlmcap's checks run max_model_len 4096
     assert shrunk.tie_word_embeddings is False
     assert text.tie_word_embeddings is False
+
+
+def test_an_image_size_in_height_and_width_shrinks_too() -> None:
+    """InternVL gives its vision sizes as (height, width): 448x448 in 14x14 patches become 56x56."""
+    vision = shrink_config(transformers.InternVLConfig).vision_config
+    assert list(vision.patch_size) == [14, 14]
+    assert list(vision.image_size) == [56, 56]
 
 
 def test_a_shipped_config_json_shrinks_as_its_class(tmp_path: Path) -> None:
@@ -143,6 +153,70 @@ def test_a_token_the_processor_adds_must_be_listed(tmp_path: Path) -> None:
             eos_token="<end_of_utterance>",
             token_ids={"image_token_id": "<image>"},
         )
+
+
+@pytest.mark.parametrize(
+    ("named", "match"),
+    [
+        ({"image": "<image>"}, r"named token 'image' must end in '_token'"),
+        ({"boi_token": "<boi>"}, r"named token boi_token='<boi>' is not in special_tokens"),
+    ],
+)
+def test_a_named_token_must_be_listed_and_named_so(
+    tmp_path: Path, named: dict[str, str], match: str
+) -> None:
+    with pytest.raises(ConfigError, match=match):
+        plugin_checkpoint(tmp_path / "m", named_tokens=named)
+    assert not (tmp_path / "m").exists()
+
+
+def plugin_checkpoint(dest: Path, **kw: Any) -> Path:
+    """The Idefics3 plugin's tiny checkpoint with other arguments."""
+    return tiny_checkpoint_like(
+        dest,
+        transformers.Idefics3Config,
+        plugin.make_processor,
+        special_tokens=plugin.SPECIAL_TOKENS,
+        chat_template=plugin.CHAT_TEMPLATE,
+        eos_token="<end_of_utterance>",
+        token_ids={"image_token_id": "<image>"},
+        **kw,
+    )
+
+
+def test_named_tokens_are_the_tokenizers_own() -> None:
+    """Gemma 3's processor reads its image tokens off the tokenizer (``tokenizer.boi_token``)."""
+    path = GEMMA3.build()
+    config = json.loads((path / "config.json").read_text())
+    processor = transformers.AutoProcessor.from_pretrained(path)
+    tokenizer = processor.tokenizer
+    assert (tokenizer.boi_token, tokenizer.eoi_token) == ("<start_of_image>", "<end_of_image>")
+    assert tokenizer.boi_token_id == config["boi_token_index"]
+    assert tokenizer.image_token_id == config["image_token_index"]
+    soft = processor.full_image_sequence.count("<image_soft_token>")
+    assert soft == config["mm_tokens_per_image"] == 4
+    tokens = json.loads((path / "tokenizer_config.json").read_text())
+    assert tokens["boi_token"] == "<start_of_image>"  # noqa: S105 - saved as on the Hub
+
+
+def _weight_names(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    with safe_open(path / "model.safetensors", "pt") as weights:
+        return list(weights.keys())
+
+
+def test_only_clip_and_siglip_towers_get_the_hubs_vision_model_level() -> None:
+    """vLLM loads SigLIP as ``vision_tower.vision_model.*`` and InternVL's tower without it."""
+    siglip = [n for n in _weight_names(GEMMA3.build()) if n.startswith("vision_tower.")]
+    assert siglip and all(n.startswith("vision_tower.vision_model.") for n in siglip)
+    path = INTERNVL.build()
+    intern = [n for n in _weight_names(path) if n.startswith("vision_tower.")]
+    assert intern and not any(n.startswith("vision_tower.vision_model.") for n in intern)
+    _, info = transformers.InternVLForConditionalGeneration.from_pretrained(
+        path, output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,11 @@ MIN_POSITIONS = 32768
 _LAYER_LISTS = ("indexes", "indices", "_layers", "layer_ids", "layer_types", "block_type")
 _FEEDS_TEXT = ("out_hidden_size", "projection_dim")
 _TOKEN_FIELDS = ("_token_id", "_token_index", "_token_ids")
-_BUILD_VERSION = "1"
+_BUILD_VERSION = "2"  # 2: only CLIP and SigLIP towers get the Hub's vision_model level
+_NESTED_TOWERS = frozenset({"CLIPVisionModel", "SiglipVisionModel", "Siglip2VisionModel"})
+"""Vision towers published with a ``vision_model`` level (``vision_tower.vision_model.*``, which
+vLLM's loaders expect) that transformers 5 holds and saves without it. Other towers (InternVL's,
+Pixtral's) are saved as transformers has them."""
 
 
 def _sub_configs(config: Any) -> dict[str, Any]:
@@ -101,8 +105,18 @@ def _shrink_one(config: Any, sizes: Mapping[str, int], *, text: bool) -> None:
     patch, image = _get(config, "patch_size"), _get(config, "image_size")
     if isinstance(patch, int) and isinstance(image, int):
         config.image_size = PATCHES_PER_SIDE * patch
+    elif _int_pair(patch) and _int_pair(image):  # (height, width), as InternVL's
+        config.image_size = type(image)(PATCHES_PER_SIDE * p for p in patch)
     if text:
         _fit_text(config, sizes)
+
+
+def _int_pair(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) for v in value)
+    )
 
 
 def _shrink_layer_lists(config: Any, before: int, layers: int) -> None:
@@ -300,6 +314,7 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
     chat_template: str,
     eos_token: str = "<|im_end|>",  # noqa: S107 - a token, not a password
     token_ids: Mapping[str, str] | None = None,
+    named_tokens: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     architecture: str | None = None,
     seed: int = 0,
@@ -329,6 +344,11 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
             ``"text_config.boi_token_id"``) to set to a token's id. ``vocab_size``,
             ``bos/eos/pad_token_id`` are set without it; any other token id left outside the
             tiny vocabulary is a :class:`~vlmcap.ConfigError` naming the field.
+        named_tokens: the tokenizer's model-specific named tokens (each name ends in
+            ``_token``), which some processors read off their tokenizer, e.g. Gemma 3's
+            ``{"boi_token": "<start_of_image>"}`` (``tokenizer.boi_token``,
+            ``tokenizer.boi_token_id``) or InternVL's ``context_image_token``. Each token must be
+            in ``special_tokens``; they are saved in ``tokenizer_config.json``, as on the Hub.
         overrides: config fields (dotted paths) set after shrinking, for sizes the generic rules
             cannot know (e.g. ``{"vision_config.image_size": 64}``).
         architecture: the transformers model class to build (default: the config's
@@ -339,18 +359,21 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
         ``dest`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ConfigError: ``config`` is not a transformers config, a field or token is unknown, or
+        ConfigError: ``config`` is not a transformers config, a field or token is unknown, a
+            named token is not in ``special_tokens`` or its name does not end in ``_token``, or
             ``make_processor`` added tokens that are not in ``special_tokens``.
     """
     from vlmcap.testing._tiny import build_atomically
 
     tokens = list(dict.fromkeys([*special_tokens, eos_token]))
+    named = dict(named_tokens or {})
+    _check_named_tokens(named, tokens)
     shrunk = shrink_config(config)
     for path, value in (overrides or {}).items():
         _set_path(shrunk, path, value)
     token_map = dict(token_ids or {})
     maker = getattr(make_processor, "__module__", ""), getattr(make_processor, "__qualname__", "")
-    parts = [_BUILD_VERSION, shrunk.to_dict(), tokens, chat_template, eos_token, token_map]
+    parts = [_BUILD_VERSION, shrunk.to_dict(), tokens, chat_template, eos_token, token_map, named]
     key = _key([*parts, architecture, maker, seed])
     build = functools.partial(
         _build,
@@ -360,10 +383,21 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
         chat_template=chat_template,
         eos_token=eos_token,
         token_ids=token_map,
+        named_tokens=named,
         architecture=architecture,
         seed=seed,
     )
     return build_atomically(Path(dest), key, build)
+
+
+def _check_named_tokens(named: Mapping[str, str], tokens: Sequence[str]) -> None:
+    for name, token in named.items():
+        if not name.endswith("_token"):
+            msg = f"named token {name!r} must end in '_token' (e.g. 'boi_token')"
+            raise ConfigError(msg)
+        if token not in tokens:
+            msg = f"named token {name}={token!r} is not in special_tokens; add it there"
+            raise ConfigError(msg)
 
 
 def _build(  # noqa: PLR0913
@@ -375,15 +409,18 @@ def _build(  # noqa: PLR0913
     chat_template: str,
     eos_token: str,
     token_ids: Mapping[str, str],
+    named_tokens: Mapping[str, str],
     architecture: str | None,
     seed: int,
 ) -> None:
     import torch
 
-    from vlmcap.testing._tiny_chat import _finish, _tokenizer
+    from vlmcap.testing._tiny_chat import _tokenizer
 
     torch.manual_seed(seed)
     tokenizer, _ = _tokenizer(dest, chat_template, extra=tokens)
+    if named_tokens:  # transformers reads custom ``*_token`` arguments as named special tokens
+        tokenizer = type(tokenizer).from_pretrained(dest, **named_tokens)
     tokenizer.eos_token = eos_token
     before = set(tokenizer.get_vocab())
     processor = _make_processor(make_processor, tokenizer, config)
@@ -400,4 +437,19 @@ def _build(  # noqa: PLR0913
     pad = int(tokenizer.convert_tokens_to_ids("<|endoftext|>"))
     _set_token_ids(config, tokenizer, eos, pad, token_ids)
     model = _build_model(config, architecture)
-    _finish(model, tokenizer, processor, {"<|endoftext|>": pad, "<|im_end|>": eos}, dest)
+    _save(model, tokenizer, processor, dest, eos=eos, pad=pad)
+
+
+def _save(  # noqa: PLR0913 - the parts of one checkpoint
+    model: Any, tokenizer: Any, processor: Any, dest: Path, *, eos: int, pad: int
+) -> None:
+    """Weights (word-emitting head, bf16, the Hub's layout), processor, generation config."""
+    from vlmcap.testing import _tiny, _tiny_chat
+
+    _tiny._save_with_word_head(model, tokenizer, dest)  # noqa: SLF001 - the shared recipe
+    towers = {type(m).__name__ for n, m in model.named_modules() if n.endswith("vision_tower")}
+    if towers & _NESTED_TOWERS:
+        _tiny_chat._vision_tower_hub_layout(dest / "model.safetensors")  # noqa: SLF001
+    processor.save_pretrained(dest)
+    gen = {"bos_token_id": pad, "eos_token_id": [eos]}
+    (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))
