@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import vlmcap
-from vlmcap._captioner import _as_engine
+from vlmcap._captioner import as_engine
 from vlmcap._vllm_compat import build_llm, shutdown_llm
 from vlmcap.bench._stats import counter_delta, counters, video_reuse
 from vlmcap.plugins.qwen import (
@@ -103,7 +103,7 @@ def test_stage2_takes_the_whole_video_from_the_prefix_cache(
     config = attrs.evolve(qwen_config, stage2_caption=True)
     params = vlmcap.sampling_params(config)
     inputs = vlmcap.make_model_inputs(_clips(3, seed=10), config, processor, "Describe it.")
-    engine = _Recorder(_as_engine(stats_engine))
+    engine = _Recorder(as_engine(stats_engine))
     before = counters(stats_engine.get_metrics())
     results = vlmcap.caption_results(
         inputs, engine, processor, params, config, 0, stage2_prompts=["Refine this: "] * 3

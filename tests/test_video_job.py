@@ -35,6 +35,7 @@ from vlmcap.video import (
     _job,
     caption_paths,
     expand_inputs,
+    items,
     open_sink,
     plan_media,
     probe,
@@ -381,7 +382,7 @@ def test_a_window_whose_inputs_fail_is_an_error_row_alone(
             raise vlmcap.FrameContractError("videos[0]", "frames", "nothing")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_job, "make_model_inputs", flaky)
+    monkeypatch.setattr(items, "make_model_inputs", flaky)
     rows, _ = _run([media["video1"]], qwen_config, processor)
     assert [r.ok for r in rows] == [i != 1 for i in range(len(rows))]
     assert rows[1].error is not None

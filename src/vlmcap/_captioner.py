@@ -169,7 +169,7 @@ def _video_metadata(inputs: Mapping[str, Any], fallback_fps: float) -> VideoMeta
     return VideoMetadata.uniform(n, fallback_fps) if n else None
 
 
-def _as_engine(llm: Any, lora_request: Any = None) -> Engine:
+def as_engine(llm: Any, lora_request: Any = None) -> Engine:
     if isinstance(llm, Engine):
         return llm
     return EngineAdapter(llm, lora_request=lora_request)
@@ -645,7 +645,7 @@ class _Run:
         """Inputs so far."""
         self.current = llm
         self.lora = _plugin_lora(self.plugin, config)
-        self.engine = _as_engine(llm, self.lora)
+        self.engine = as_engine(llm, self.lora)
         self._rebuild = rebuild
 
     def request(self, inputs: Mapping[str, Any], stage2: str | None) -> VllmCaptionRequest:
@@ -685,7 +685,7 @@ class _Run:
             raise ConfigError("no rebuild factory")
         _retire(lost, self.current)
         self.current = self._rebuild()
-        self.engine = _as_engine(self.current, self.lora)
+        self.engine = as_engine(self.current, self.lora)
         return self.engine
 
     def close(self) -> None:

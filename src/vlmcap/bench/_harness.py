@@ -34,7 +34,7 @@ import torch
 
 import vlmcap
 from vlmcap import _vllm_compat
-from vlmcap._captioner import _as_engine
+from vlmcap._captioner import as_engine
 from vlmcap.bench import _peers
 from vlmcap.bench._stats import ModeResult, count_tokens, measured
 from vlmcap.plugins.qwen import VllmQwen7B, block_aligned_ids, chat_token_ids, video_token_count
@@ -170,7 +170,7 @@ class Runner:
         return ModeResult(len(clips), wall, p, o, 0, outputs=done)
 
     def _vlmcap(self, clips: list[torch.Tensor], *, two_stage: bool, cap: int = 0) -> ModeResult:
-        timer = _EngineTimer(_as_engine(self.llm))
+        timer = _EngineTimer(as_engine(self.llm))
         t0 = time.perf_counter()
         inputs = vlmcap.make_model_inputs(clips, self.config, self.processor, self.prompt)
         t_inputs = time.perf_counter() - t0
@@ -541,8 +541,6 @@ def run(
     args: argparse.Namespace, checkpoint: Callable[[dict[str, Any]], object] = lambda _d: None
 ) -> dict[str, Any]:
     """Run the chosen modes and return the results document (``checkpoint``-ed after each)."""
-    import vllm
-
     w = WORKLOADS[args.workload]
     w = attrs.evolve(
         w, clips=args.clips or w.clips, output_tokens=args.output_tokens or w.output_tokens
@@ -568,7 +566,7 @@ def run(
     doc: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "gpu": gpu_name(),
-        "vllm_version": vllm.__version__,
+        "vllm_version": _vllm_compat.vllm_version_string(),
         "torch_version": torch.__version__,
         "label": args.label,
         "workload": attrs.asdict(w),

@@ -72,11 +72,11 @@ def _write_one(path: Path, windows: int, source: Source, w: Workload, seed: int)
     """Encode ``windows`` windows of moving shapes, a second of frames at a time."""
     import av
 
-    from vlmcap.testing._samples import _video_codec, moving_shapes
+    from vlmcap.testing._samples import moving_shapes, video_codec
 
     total = windows * source.window_size(w)
     tmp = path.with_suffix(".tmp.mp4")
-    codec = _video_codec()  # libx264, or MPEG-4 Part 2 where this PyAV build lacks it
+    codec = video_codec()  # libx264, or MPEG-4 Part 2 where this PyAV build lacks it
     options = {"preset": "veryfast", "crf": "23"} if codec == "libx264" else {}
     with av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(codec, rate=source.fps, options=options)
@@ -189,7 +189,7 @@ def run_phase(  # noqa: PLR0913 - one phase's layout
 ) -> Phase:
     """Start the actors of ``options``, warm them up on ``warm``, time ``measured``."""
     from vlmcap.ray._actors import DecodeOptions
-    from vlmcap.ray._job import _Driver
+    from vlmcap.ray._job import Driver
     from vlmcap.video._job import job_setup
 
     text, s, fingerprint, _files = job_setup(
@@ -202,7 +202,7 @@ def run_phase(  # noqa: PLR0913 - one phase's layout
         def update(self, _n: int) -> None:
             pass
 
-    driver = _Driver(options, decode, build, None, JobStats(), _Bar())
+    driver = Driver(options, decode, build, None, JobStats(), _Bar())
     try:
         t0 = time.perf_counter()
         list(driver.run([(str(p), ()) for p in warm]))
@@ -394,9 +394,9 @@ def run(args: argparse.Namespace, emit: Callable[[str], None] = print) -> dict[s
 
 
 def _vllm_version() -> str:
-    import vllm
+    from vlmcap._vllm_compat import vllm_version_string
 
-    return str(vllm.__version__)
+    return vllm_version_string()
 
 
 def chart(doc: dict[str, Any], path: Path) -> Path:

@@ -1,7 +1,7 @@
 """The two kinds of Ray actor of a cluster run: decoders (CPU) and engines (one per GPU).
 
 A :class:`DecodeWorker` probes, decodes and preprocesses one file at a time (the main job's
-``_file_items`` and :func:`vlmcap.make_model_inputs`) and streams it out as :class:`Batch`
+``file_items`` and :func:`vlmcap.make_model_inputs`) and streams it out as :class:`Batch`
 objects. An :class:`EngineWorker` holds one :class:`vlmcap.Captioner` for its whole life and
 turns a batch into rows. Neither writes anything: the driver owns the output.
 """
@@ -18,9 +18,9 @@ import attrs
 
 from vlmcap._captioner import Captioner
 from vlmcap._records import CaptionResult, VllmConfig
-from vlmcap.video._job import _budgeted, _file_items, _Ready, _Window, window_inputs
 from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._windows import WindowPlan, WindowSettings
+from vlmcap.video.items import ReadyRow, WindowItem, budget_or_keep, file_items, window_inputs
 
 
 log = logging.getLogger("vlmcap")
@@ -82,9 +82,9 @@ class DecodeWorker:
         self.options = options
         self.processor: Any = auto_processor(options.config)
 
-    def _work(self, window: _Window) -> WindowCaption | Work:
+    def _work(self, window: WindowItem) -> WindowCaption | Work:
         o = self.options
-        window = _budgeted(window, o.config, self.processor)  # frames: those the model gets
+        window = budget_or_keep(window, o.config, self.processor)  # frames: those the model gets
         frames = int(window.decoded.frames.shape[0])
         made = window_inputs(window, o.config, self.processor, o.prompt)
         if isinstance(made, CaptionResult):
@@ -112,7 +112,7 @@ class DecodeWorker:
         skip = {row.window_index for row in done}
         items: list[WindowCaption | Work] = []
         windows = 0
-        for item in _file_items(
+        for item in file_items(
             Path(path),
             index,
             o.settings,
@@ -120,9 +120,9 @@ class DecodeWorker:
             max_side=o.max_side,
             fingerprint=o.fingerprint,
         ):
-            if isinstance(item, _Ready) and item.row.window_index not in skip:
+            if isinstance(item, ReadyRow) and item.row.window_index not in skip:
                 items.append(item.row)
-            elif isinstance(item, _Window):
+            elif isinstance(item, WindowItem):
                 work = self._work(item)
                 items.append(work)
                 windows += isinstance(work, Work)

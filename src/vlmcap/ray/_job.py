@@ -35,10 +35,11 @@ from vlmcap._errors import ConfigError, VlmcapError
 from vlmcap._records import VllmConfig
 from vlmcap.ray._actors import DecodeOptions, DecodeWorker, EngineFactory, EngineWorker
 from vlmcap.video._decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, plan_media, probe
-from vlmcap.video._job import JobStats, OnChange, _error_row, open_output, plan_job
+from vlmcap.video._job import JobStats, OnChange, open_output, plan_job
 from vlmcap.video._results import ResumeIndex, WindowCaption
 from vlmcap.video._sink import ResultSink
 from vlmcap.video._windows import WindowSettings
+from vlmcap.video.items import error_row
 
 
 log = logging.getLogger("vlmcap")
@@ -191,7 +192,7 @@ class _File:
     not_before: float = 0.0  # monotonic time before which no pass starts (a retry's pause)
 
 
-class _Driver:
+class Driver:
     """The event loop of one run: feeds decoders and engines, writes and yields rows."""
 
     def __init__(  # noqa: PLR0913 - the run's state, passed once
@@ -373,7 +374,7 @@ class _Driver:
             plans = ()
         if plans:
             return [
-                _error_row(file.source, p, len(plans), error, d.fingerprint)
+                error_row(file.source, p, len(plans), error, d.fingerprint)
                 for p in plans
                 if p.window.index not in file.delivered
             ]
@@ -534,7 +535,7 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
     bar = tqdm(
         total=len(files), unit="file", file=sys.stderr, disable=not progress, dynamic_ncols=True
     )
-    driver: _Driver | None = None
+    driver: Driver | None = None
     try:
         index = ResumeIndex.build(sink.existing if sink is not None else (), fingerprint)
         todo: list[tuple[str, tuple[WindowCaption, ...]]] = []
@@ -553,7 +554,7 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
             decode = DecodeOptions(
                 config, text, s, fingerprint, max_pixels, max_side, batch_windows
             )
-            driver = _Driver(opts, decode, build, sink, st, bar)
+            driver = Driver(opts, decode, build, sink, st, bar)
             yield from driver.run(todo)
     finally:
         if driver is not None:

@@ -69,7 +69,7 @@ def _av() -> Any:
     return av
 
 
-def _video_codec() -> str:
+def video_codec() -> str:
     av = _av()
     try:
         av.codec.Codec("libx264", "w")
@@ -109,7 +109,7 @@ def write_video(
     """
     av = _av()
     video = frames.permute(0, 2, 3, 1).contiguous().numpy()
-    codec = _video_codec()
+    codec = video_codec()
     options = {**_BITEXACT, "movflags": "faststart"} if faststart else _BITEXACT
 
     def write(tmp: Path) -> None:

@@ -33,11 +33,9 @@ import attrs
 from tqdm import tqdm
 
 from vlmcap._boundary import boundary
-from vlmcap._budget import apply_budget, patch_spec
 from vlmcap._captioner import (
     auto_processor,
     caption_stream,
-    make_model_inputs,
     sampling_params,
     vllm_model,
 )
@@ -53,13 +51,7 @@ from vlmcap.video._decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
     MEDIA_EXTENSIONS,
-    DecodedWindow,
-    describe_error,
-    iter_decoded,
-    plan_media,
-    probe,
 )
-from vlmcap.video._errors import TruncatedMediaError
 from vlmcap.video._results import (
     ResumeIndex,
     WindowCaption,
@@ -69,7 +61,16 @@ from vlmcap.video._results import (
     model_identity,
 )
 from vlmcap.video._sink import ResultSink, SinkError, open_sink
-from vlmcap.video._windows import WindowPlan, WindowSettings
+from vlmcap.video._windows import WindowSettings
+from vlmcap.video.items import (
+    FileDone,
+    FileItem,
+    ReadyRow,
+    WindowItem,
+    budget_or_keep,
+    file_items,
+    window_inputs,
+)
 
 
 log = logging.getLogger("vlmcap")
@@ -287,28 +288,8 @@ class JobStats:
 
 
 @attrs.frozen
-class _Ready:
-    row: WindowCaption
-
-
-@attrs.frozen
-class _Window:
-    decoded: DecodedWindow
-    source: str
-    num_windows: int
-
-
-@attrs.frozen
-class _FileDone:
-    source: str
-
-
-@attrs.frozen
 class _Failed:
     exc: BaseException
-
-
-_Item = _Ready | _Window | _FileDone
 
 
 class _End:
@@ -318,126 +299,17 @@ class _End:
 _END = _End()
 
 
-def _file_items(  # noqa: PLR0913 - the decode settings travel together
-    path: Path,
-    index: ResumeIndex,
-    settings: WindowSettings,
-    *,
-    max_pixels: int | None,
-    max_side: int,
-    fingerprint: str,
-) -> Iterator[_Item]:
-    """Rows and windows of one file, in window order; resumed rows are read back, not redone."""
-    source = str(path)
-    done = index.complete(source)
-    if done is not None:
-        yield from (_Ready(r) for r in done)
-        yield _FileDone(source)
-        return
-    try:
-        info = probe(path, max_side=max_side, sampling_fps=settings.sampling_fps)
-        plans = plan_media(info, settings)
-    except Exception as exc:
-        if not isinstance(exc, ValueError | OSError):
-            log.exception("unexpected failure probing %s", path)
-        yield _Ready(WindowCaption.file_error(source, describe_error(exc), fingerprint))
-        yield _FileDone(source)
-        return
-    n = len(plans)
-    todo = [p for p in plans if index.get(source, p.window.index) is None]
-    decoded = iter_decoded(info, todo, max_pixels=max_pixels, max_side=max_side)
-    failure: str | None = None
-    for plan in plans:
-        stored = index.get(source, plan.window.index)
-        if stored is not None:
-            yield _Ready(stored)
-            continue
-        if failure is None:
-            window = _next_window(decoded, path)
-            if isinstance(window, DecodedWindow):
-                yield _Window(window, source, n)
-                continue
-            failure = window
-        yield _Ready(_error_row(source, plan, n, failure, fingerprint))
-    yield _FileDone(source)
-
-
-def _next_window(decoded: Iterator[DecodedWindow], path: Path) -> DecodedWindow | str:
-    """Return the next decoded window, or the description of why there is none."""
-    try:
-        return next(decoded)
-    except StopIteration:
-        return describe_error(
-            TruncatedMediaError(path, "the decoder yielded fewer windows than planned")
-        )
-    except Exception as exc:
-        if not isinstance(exc, ValueError | OSError):
-            log.exception("unexpected failure decoding %s", path)
-        return describe_error(exc)
-
-
-def _error_row(
-    source: str, plan: WindowPlan, num_windows: int, error: str, fingerprint: str
-) -> WindowCaption:
-    return WindowCaption.from_result(
-        source, plan, num_windows, 0, CaptionResult.failure(error), fingerprint
-    )
-
-
-def budget_window(w: _Window, config: VllmConfig, processor: Any) -> _Window:
-    """Fit ``w`` within ``config.max_video_tokens`` visual tokens; as is without a budget.
-
-    Smaller frames, and if needed fewer (:func:`vlmcap._budget.fit_window`, with the patch
-    sizes of the processor).
-
-    Raises:
-        VideoBudgetError: the budget is below the model's minimum for the window.
-    """
-    if config.max_video_tokens is None:
-        return w
-    d = w.decoded
-    frames, metadata, _fit = apply_budget(
-        d.frames, d.metadata, config.max_video_tokens, patch_spec(processor)
-    )
-    return attrs.evolve(w, decoded=attrs.evolve(d, frames=frames, metadata=metadata))
-
-
-def _budgeted(w: _Window, config: VllmConfig, processor: Any) -> _Window:
-    """:func:`budget_window`, or ``w`` as is if it fails (:func:`window_inputs` says why)."""
-    try:
-        return budget_window(w, config, processor)
-    except Exception:  # noqa: BLE001 - the window's error row is made by window_inputs
-        return w
-
-
-def window_inputs(
-    w: _Window, config: VllmConfig, processor: Any, prompt: str
-) -> dict[str, Any] | CaptionResult:
-    """The window's engine input (the plugin's), or the failure that stands for it.
-
-    The window is fitted to ``config.max_video_tokens`` first (:func:`budget_window`).
-    """
-    try:
-        w = budget_window(w, config, processor)
-        (inp,) = make_model_inputs(
-            [w.decoded.frames], config, processor, prompt, metadata=[w.decoded.metadata]
-        )
-    except Exception as exc:  # noqa: BLE001 - one bad window never sinks the job
-        return CaptionResult.failure(f"inputs: {type(exc).__name__}: {exc}")
-    return inp
-
-
 class _Producer:
     """Runs the per-file decode on a background thread, feeding a bounded queue, in order."""
 
-    def __init__(self, items: Iterator[_Item], maxsize: int) -> None:
+    def __init__(self, items: Iterator[FileItem], maxsize: int) -> None:
         self._items = items
-        self._queue: queue.Queue[_Item | _Failed | None] = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[FileItem | _Failed | None] = queue.Queue(maxsize=maxsize)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="vlmcap-decode", daemon=True)
         self._thread.start()
 
-    def _put(self, item: "_Item | _Failed | None") -> bool:
+    def _put(self, item: "FileItem | _Failed | None") -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -456,7 +328,7 @@ class _Producer:
             return
         self._put(None)
 
-    def __iter__(self) -> Iterator[_Item]:
+    def __iter__(self) -> Iterator[FileItem]:
         while True:
             item = self._queue.get()
             if item is None:
@@ -465,7 +337,7 @@ class _Producer:
                 raise item.exc
             yield item
 
-    def poll(self) -> "_Item | _End | None":
+    def poll(self) -> "FileItem | _End | None":
         """The next item if one is ready, ``None`` if not yet, :data:`_END` after the last."""
         try:
             item = self._queue.get_nowait()
@@ -535,10 +407,10 @@ class _Captioner:
         self.llm = vllm_model(self.config)
         return self.llm
 
-    def _inputs(self, w: _Window) -> dict[str, Any] | CaptionResult:
+    def _inputs(self, w: WindowItem) -> dict[str, Any] | CaptionResult:
         return window_inputs(w, self.config, self.processor, self.prompt)
 
-    def _row(self, w: _Window, result: CaptionResult) -> WindowCaption:
+    def _row(self, w: WindowItem, result: CaptionResult) -> WindowCaption:
         return WindowCaption.from_result(
             w.source,
             w.decoded.plan,
@@ -550,7 +422,7 @@ class _Captioner:
         )
 
     def stream(
-        self, first: _Window, producer: _Producer, order: "_InOrder", max_inflight: int
+        self, first: WindowItem, producer: _Producer, order: "_InOrder", max_inflight: int
     ) -> Iterator[WindowCaption]:
         """Caption ``first`` and every later window of ``producer`` through one stream.
 
@@ -563,14 +435,14 @@ class _Captioner:
         fed = itertools.count()  # the stream numbers its inputs 0, 1, ... as they are fed
 
         def feed() -> Iterator[dict[str, Any] | None]:
-            item: _Item | _End | None = first
+            item: FileItem | _End | None = first
             while not isinstance(item, _End):
                 if item is None:
                     yield None  # nothing decoded yet: the engine keeps stepping
-                elif not isinstance(item, _Window):
+                elif not isinstance(item, WindowItem):
                     order.add(item)
                 else:
-                    item = _budgeted(item, self.config, self.processor)  # rows: frames kept
+                    item = budget_or_keep(item, self.config, self.processor)  # rows: frames kept
                     made = self._inputs(item)
                     if isinstance(made, CaptionResult):
                         order.add(item, self._row(item, made))
@@ -591,7 +463,7 @@ class _Captioner:
                 rebuild=self._rebuild,
             ):
                 slot = owners.pop(index)
-                assert isinstance(slot.item, _Window)  # noqa: S101 - owners hold windows only
+                assert isinstance(slot.item, WindowItem)  # noqa: S101 - owners hold windows only
                 slot.row, slot.item = self._row(slot.item, result), None
                 self.stats.windows_captioned += 1
                 yield from order.ready()
@@ -603,13 +475,13 @@ class _Captioner:
 class _Slot:
     """One item's place in the output order; ``row`` once it is known."""
 
-    item: _Item | None
+    item: FileItem | None
     """``None`` once the row is known (the window's frames are not kept for the wait)."""
     row: WindowCaption | None = None
 
     @property
     def done(self) -> bool:
-        return self.row is not None or isinstance(self.item, _FileDone)
+        return self.row is not None or isinstance(self.item, FileDone)
 
 
 class _InOrder:
@@ -621,9 +493,9 @@ class _InOrder:
         self.bar = bar
         self.slots: collections.deque[_Slot] = collections.deque()
 
-    def add(self, item: _Item, row: WindowCaption | None = None) -> _Slot:
+    def add(self, item: FileItem, row: WindowCaption | None = None) -> _Slot:
         """Queue ``item`` (a resumed row is known at once; a known row's item is not kept)."""
-        known = item.row if isinstance(item, _Ready) else row
+        known = item.row if isinstance(item, ReadyRow) else row
         slot = _Slot(item if known is None else None, known)
         self.slots.append(slot)
         return slot
@@ -992,9 +864,9 @@ def _run_job(  # noqa: PLR0913 - the job's state, passed once
     fingerprint = captioner.fingerprint
     index = ResumeIndex.build(sink.existing if sink is not None else (), fingerprint)
 
-    def items() -> Iterator[_Item]:
+    def items() -> Iterator[FileItem]:
         for path in files:
-            yield from _file_items(
+            yield from file_items(
                 path,
                 index,
                 settings,
@@ -1009,9 +881,9 @@ def _run_job(  # noqa: PLR0913 - the job's state, passed once
     order = _InOrder(sink, captioner.stats, bar)
     producer = _Producer(items(), maxsize=2 * batch_windows)
     try:
-        first: _Window | None = None
+        first: WindowItem | None = None
         for item in producer:  # until the first window: a fully resumed run starts no engine
-            if isinstance(item, _Window):
+            if isinstance(item, WindowItem):
                 first = item
                 break
             order.add(item)
