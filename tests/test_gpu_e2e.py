@@ -54,9 +54,7 @@ def _record(doc: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(("variant", "recipe"), CASES, ids=[f"{v}-{r}" for v, r in CASES])
 def test_stage1_and_stage2_on_the_gpu(variant: str, recipe: str) -> None:
-    import vllm
-
-    from vlmcap._vllm_compat import shutdown_llm
+    from vlmcap._vllm_compat import shutdown_llm, vllm_version_string
 
     if recipe not in vlmcap.testing.tiny_variants():
         pytest.skip(f"no tiny recipe {recipe!r}")
@@ -97,7 +95,7 @@ def test_stage1_and_stage2_on_the_gpu(variant: str, recipe: str) -> None:
             {
                 "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "gpu": device,
-                "vllm_version": vllm.__version__,
+                "vllm_version": vllm_version_string(),
                 "variant": variant,
                 "recipe": recipe,
                 "engine_start_s": round(start_s, 1),

@@ -490,3 +490,73 @@ class EngineAdapter:
                 self._engine.abort_request(list(ids))
             except Exception:  # noqa: BLE001 - best effort: ids may be unknown to the engine
                 logging.getLogger("vlmcap").warning("abort of %d request(s) failed", len(ids))
+
+
+# --- the rest of vLLM that vlmcap's plugins, test kit and benchmarks use -----------------------
+
+
+def vllm_version_string() -> str:
+    """The installed vLLM's version as it reports it (``"0.32.0"``)."""
+    import vllm
+
+    return str(vllm.__version__)
+
+
+def lora_request(name: str, lora_id: int, path: str) -> Any:
+    """``vllm.lora.request.LoRARequest(name, lora_id, path)``: a LoRA adapter for requests."""
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(name, lora_id, path)
+
+
+def request_output(
+    *,
+    request_id: str,
+    prompt_token_ids: Sequence[int],
+    text: str,
+    token_ids: Sequence[int],
+    finish_reason: str | None,
+) -> Any:
+    """A finished ``vllm.RequestOutput`` with one completion, as the engine returns it."""
+    from vllm.outputs import CompletionOutput, RequestOutput
+
+    completion = CompletionOutput(
+        index=0,
+        text=text,
+        token_ids=list(token_ids),
+        cumulative_logprob=None,
+        logprobs=None,
+        finish_reason=finish_reason,
+    )
+    return RequestOutput(
+        request_id=request_id,
+        prompt=None,
+        prompt_token_ids=list(prompt_token_ids),
+        prompt_logprobs=None,
+        outputs=[completion],
+        finished=True,
+    )
+
+
+def build_async_llm(kwargs: Mapping[str, Any]) -> Any:
+    """A ``vllm.v1.engine.async_llm.AsyncLLM`` from ``LLM(...)``-style keyword arguments."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    return AsyncLLM.from_engine_args(AsyncEngineArgs(**adapt_llm_kwargs(kwargs)))
+
+
+def metrics_snapshot() -> list[Any]:
+    """VLLM's metrics now (``vllm.v1.metrics.reader``); empty where the reader is missing."""
+    try:
+        from vllm.v1.metrics.reader import get_metrics_snapshot
+    except ImportError:  # pragma: no cover - every supported vLLM has it
+        return []
+    return list(get_metrics_snapshot())
+
+
+def phi4_audio_embedding(config: Any, **kwargs: Any) -> Any:
+    """VLLM's own Phi-4-multimodal audio tower for ``config`` (the tiny recipe reads its shapes)."""
+    from vllm.model_executor.models.phi4mm_audio import AudioEmbedding
+
+    return AudioEmbedding(config, **kwargs)

@@ -25,10 +25,7 @@ Refine = Callable[[Any, Mapping[str, Any]], dict[str, Any]]
 
 def build_async_llm(kwargs: Mapping[str, Any]) -> Any:
     """A ``vllm.v1.engine.async_llm.AsyncLLM`` from ``LLM(...)``-style keyword arguments."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
-
-    return AsyncLLM.from_engine_args(AsyncEngineArgs(**_vllm_compat.adapt_llm_kwargs(kwargs)))
+    return _vllm_compat.build_async_llm(kwargs)
 
 
 async def _final(stream: AsyncIterator[Any]) -> Any:

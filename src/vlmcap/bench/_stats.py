@@ -72,11 +72,9 @@ def counters(snapshot: Iterable[Any]) -> dict[str, float]:
 
 def vllm_counters() -> dict[str, float]:
     """VLLM's counters now (zeros when vLLM's metrics are unavailable)."""
-    try:
-        from vllm.v1.metrics.reader import get_metrics_snapshot
-    except ImportError:  # pragma: no cover - every supported vLLM has it
-        return counters([])
-    return counters(get_metrics_snapshot())
+    from vlmcap._vllm_compat import metrics_snapshot
+
+    return counters(metrics_snapshot())
 
 
 def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

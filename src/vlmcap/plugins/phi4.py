@@ -26,7 +26,7 @@ from vlmcap._errors import PluginError
 from vlmcap._frames import Frames, check_frames, to_uint8
 from vlmcap._plugin import VllmPlugin
 from vlmcap._records import VllmCaptionRequest, VllmConfig
-from vlmcap._vllm_compat import build_llm, is_cpu_platform
+from vlmcap._vllm_compat import build_llm, is_cpu_platform, lora_request
 from vlmcap.plugins.qwen import split_video, stage1_media
 
 
@@ -113,10 +113,8 @@ class VllmPhi4(VllmPlugin):
     @classmethod
     def lora_request(cls, config: VllmConfig | None = None) -> Any:
         """The vision adapter every request needs: ``vllm.lora.request.LoRARequest``."""
-        from vllm.lora.request import LoRARequest
-
         path = cls.model_path(config) / VISION_LORA_DIR
-        return LoRARequest("phi4-vision", 1, str(path))
+        return lora_request("phi4-vision", 1, str(path))
 
     @classmethod
     def model(cls, config: VllmConfig) -> Any:

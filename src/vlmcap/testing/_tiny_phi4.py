@@ -570,12 +570,13 @@ def _audio_tower(dest: Path, seed: int) -> None:
     import torch
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig
-    from vllm.model_executor.models.phi4mm_audio import AudioEmbedding
+
+    from vlmcap._vllm_compat import phi4_audio_embedding
 
     torch.manual_seed(seed + 1)
     config = AutoConfig.from_pretrained(dest, trust_remote_code=True)
     layer = config.embd_layer["audio_embd_layer"]
-    tower = AudioEmbedding(config, **{"embedding_cls": layer["embedding_cls"], **layer})
+    tower = phi4_audio_embedding(config, **{"embedding_cls": layer["embedding_cls"], **layer})
     audio: dict[str, Any] = {}
     for name, tensor in tower.state_dict().items():
         vllm_prefix, ckpt_prefix = next(p for p in _AUDIO_PREFIXES if name.startswith(p[0]))

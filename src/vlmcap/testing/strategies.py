@@ -186,7 +186,7 @@ def request_outputs(
         texts: the completion text (default: a caption, maybe padded with whitespace, or "").
         finish_reasons: drawn from these.
     """
-    from vllm.outputs import CompletionOutput, RequestOutput
+    from vlmcap._vllm_compat import request_output
 
     if texts is None:
         padded = st.tuples(
@@ -196,19 +196,11 @@ def request_outputs(
     text = draw(texts, label="text")
     token_ids = draw(st.lists(st.integers(0, 511), max_size=16), label="token_ids")
     prompt_ids = draw(st.lists(st.integers(0, 511), min_size=1, max_size=16))
-    completion = CompletionOutput(
-        index=0,
+    finish_reason = draw(st.sampled_from(tuple(finish_reasons)), label="finish_reason")
+    return request_output(
+        request_id=draw(request_ids()),
+        prompt_token_ids=prompt_ids,
         text=text,
         token_ids=token_ids,
-        cumulative_logprob=None,
-        logprobs=None,
-        finish_reason=draw(st.sampled_from(tuple(finish_reasons)), label="finish_reason"),
-    )
-    return RequestOutput(
-        request_id=draw(request_ids()),
-        prompt=None,
-        prompt_token_ids=prompt_ids,
-        prompt_logprobs=None,
-        outputs=[completion],
-        finished=True,
+        finish_reason=finish_reason,
     )
