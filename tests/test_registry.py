@@ -62,6 +62,21 @@ def test_builtin_qwen_is_a_vllm_plugin() -> None:
     assert vlmcap.MODEL_IDS["qwen"].revision == "cc594898137f460bfe9f0759e9844b3ce807cfb5"
 
 
+def test_the_model_and_prompt_tables_are_read_only_and_grow_by_register() -> None:
+    with pytest.raises(TypeError):
+        vlmcap.MODEL_IDS["qwen"] = vlmcap.ModelId("x/y", None)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        vlmcap.PROMPTS["default"] = "changed"  # type: ignore[index]
+    assert "registered-test" not in vlmcap.MODEL_IDS
+    from vlmcap import _model_ids
+
+    try:
+        vlmcap.register_model_id("registered-test", "org/model", "abc")
+        assert vlmcap.MODEL_IDS["registered-test"] == vlmcap.ModelId("org/model", "abc")
+    finally:
+        del _model_ids._MODEL_IDS["registered-test"]
+
+
 def test_structural_plugin_is_accepted_and_gets_optional_kwargs_it_declares() -> None:
     vlmcap.register_plugin(Structural)
     try:

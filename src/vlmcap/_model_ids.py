@@ -1,5 +1,8 @@
 """Pinned Hugging Face ids and revisions, in one table. Importable without vLLM."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import attrs
 
 
@@ -12,7 +15,7 @@ class ModelId:
     precision: str = "bf16"
 
 
-MODEL_IDS: dict[str, ModelId] = {
+_MODEL_IDS: dict[str, ModelId] = {
     "qwen": ModelId("Qwen/Qwen2.5-VL-7B-Instruct", "cc594898137f460bfe9f0759e9844b3ce807cfb5"),
     "phi4": ModelId(
         "microsoft/Phi-4-multimodal-instruct", "33e62acdd07cd7d6635badd529aa0a3467bb9c6a"
@@ -31,9 +34,11 @@ MODEL_IDS: dict[str, ModelId] = {
         "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16", "5f7b7fac031d1eb7b8b8f2266c305b3f2fcc6ff4"
     ),
 }
-"""variant -> pinned checkpoint. Third-party plugins may add rows with :func:`register_model_id`."""
+MODEL_IDS: Mapping[str, ModelId] = MappingProxyType(_MODEL_IDS)
+"""variant -> pinned checkpoint (read-only). Third-party plugins add rows with
+:func:`register_model_id`."""
 
 
 def register_model_id(variant: str, repo_id: str, revision: str | None = None) -> None:
     """Add or replace the pinned checkpoint of ``variant``."""
-    MODEL_IDS[variant] = ModelId(repo_id, revision)
+    _MODEL_IDS[variant] = ModelId(repo_id, revision)

@@ -1,9 +1,12 @@
 """Caption and refinement prompts (cosmos-curate's texts)."""
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from vlmcap._errors import PromptError
 
 
-PROMPTS: dict[str, str] = {
+_PROMPTS: dict[str, str] = {
     "default": "Elaborate on the visual and narrative elements of the video in detail.",
     "av": (
         "The video depicts the view from a camera mounted on a car as it is driving. Pay special "
@@ -22,6 +25,8 @@ PROMPTS: dict[str, str] = {
     ),
     "image": "Describe the image in detail.",
 }
+PROMPTS: Mapping[str, str] = MappingProxyType(_PROMPTS)
+"""Prompt variant -> caption prompt (read-only)."""
 
 DEFAULT_STAGE2_PROMPT = (
     "Improve and refine following video description. Focus on highlighting the key visual and "
