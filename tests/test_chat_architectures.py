@@ -21,7 +21,7 @@ from tests import _idefics3_plugin as idefics3
 from vlmcap._vllm_compat import shutdown_llm, supported_mm_limits
 from vlmcap.plugins.chat import MAX_IMAGES, VllmChat, input_plan
 from vlmcap.testing import synthetic_clip, tiny_checkpoint_like
-from vlmcap.testing._tiny import _CHAT_TEMPLATE as QWEN_TEMPLATE, _default_root
+from vlmcap.testing._tiny_base import CHAT_TEMPLATE as QWEN_TEMPLATE, default_root
 
 
 FRAMES = 8
@@ -81,7 +81,7 @@ class Arch:
         import transformers
 
         return tiny_checkpoint_like(
-            _default_root() / f"chat-arch-{self.name}",
+            default_root() / f"chat-arch-{self.name}",
             getattr(transformers, self.config),
             self.make_processor,
             special_tokens=self.special_tokens,

@@ -8,7 +8,7 @@ nothing is downloaded.
 import json
 from pathlib import Path
 
-from vlmcap.testing._tiny import _CHAT_TEMPLATE
+from vlmcap.testing._tiny_base import CHAT_TEMPLATE
 
 
 VOCAB = 152064
@@ -154,12 +154,12 @@ def build(dest: Path) -> Path:
         if got != want:
             msg = f"{token} got id {got}, expected {want}"
             raise RuntimeError(msg)
-    fast.chat_template = _CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE
     processor = Qwen2_5_VLProcessor(
         image_processor=Qwen2VLImageProcessor(),
         tokenizer=fast,
         video_processor=Qwen2VLVideoProcessor(),
-        chat_template=_CHAT_TEMPLATE,
+        chat_template=CHAT_TEMPLATE,
     )
     processor.save_pretrained(dest)
     (dest / "config.json").write_text(json.dumps(config_dict(), indent=2))

@@ -10,7 +10,7 @@ its tests run on models that share nothing with the Qwen builders but the tokeni
   language model, ``USER: <image>`` chat format). vLLM accepts only images for it, so the plugin
   sends the frames as images.
 
-Both reuse the tokenizer recipe and the word-emitting head of :mod:`vlmcap.testing._tiny`, plus
+Both reuse the tokenizer recipe and the word-emitting head of :mod:`vlmcap.testing._tiny_base`, plus
 two placeholder tokens, and are a few MB with random weights.
 """
 
@@ -18,6 +18,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from vlmcap.testing._tiny_base import save_with_word_head, train_tokenizer
 
 
 IMAGE_TOKEN = "<image>"  # noqa: S105 - a placeholder token, not a password
@@ -68,9 +70,7 @@ def _tokenizer(
     dest: Path, chat_template: str, extra: Sequence[str] = (IMAGE_TOKEN, VIDEO_TOKEN)
 ) -> tuple[Any, dict[str, int]]:
     """The shared tiny tokenizer plus the special tokens ``extra``, with ``chat_template``."""
-    from vlmcap.testing import _tiny
-
-    tokenizer = _tiny._train_tokenizer(dest)  # noqa: SLF001 - the shared recipe of this package
+    tokenizer = train_tokenizer(dest)
     new = [t for t in extra if t not in tokenizer.get_vocab()]
     tokenizer.add_special_tokens({"extra_special_tokens": new}, replace_extra_special_tokens=False)
     tokenizer.chat_template = chat_template
@@ -96,7 +96,7 @@ def _text_config(vocab: int, ids: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _vision_tower_hub_layout(weights: Path) -> None:
+def vision_tower_hub_layout(weights: Path) -> None:
     """Rename ``vision_tower.*`` weights to ``vision_tower.vision_model.*``, as on the Hub.
 
     transformers 5 holds CLIP and SigLIP towers without their ``vision_model`` level and saves
@@ -114,10 +114,8 @@ def _vision_tower_hub_layout(weights: Path) -> None:
 
 
 def _finish(model: Any, tokenizer: Any, processor: Any, ids: dict[str, int], dest: Path) -> None:
-    from vlmcap.testing import _tiny
-
-    _tiny._save_with_word_head(model, tokenizer, dest)  # noqa: SLF001 - the shared recipe
-    _vision_tower_hub_layout(dest / "model.safetensors")
+    save_with_word_head(model, tokenizer, dest)
+    vision_tower_hub_layout(dest / "model.safetensors")
     processor.save_pretrained(dest)
     gen = {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": [ids["<|im_end|>"]]}
     (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))

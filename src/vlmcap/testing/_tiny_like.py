@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from vlmcap._errors import ConfigError
+from vlmcap.testing._tiny_base import build_atomically, save_with_word_head
+from vlmcap.testing._tiny_chat import _tokenizer, vision_tower_hub_layout
 
 
 TEXT_SIZES: Mapping[str, int] = {
@@ -363,8 +365,6 @@ def tiny_checkpoint_like(  # noqa: PLR0913 - each argument is one fact about the
             named token is not in ``special_tokens`` or its name does not end in ``_token``, or
             ``make_processor`` added tokens that are not in ``special_tokens``.
     """
-    from vlmcap.testing._tiny import build_atomically
-
     tokens = list(dict.fromkeys([*special_tokens, eos_token]))
     named = dict(named_tokens or {})
     _check_named_tokens(named, tokens)
@@ -415,8 +415,6 @@ def _build(  # noqa: PLR0913
 ) -> None:
     import torch
 
-    from vlmcap.testing._tiny_chat import _tokenizer
-
     torch.manual_seed(seed)
     tokenizer, _ = _tokenizer(dest, chat_template, extra=tokens)
     if named_tokens:  # transformers reads custom ``*_token`` arguments as named special tokens
@@ -444,12 +442,10 @@ def _save(  # noqa: PLR0913 - the parts of one checkpoint
     model: Any, tokenizer: Any, processor: Any, dest: Path, *, eos: int, pad: int
 ) -> None:
     """Weights (word-emitting head, bf16, the Hub's layout), processor, generation config."""
-    from vlmcap.testing import _tiny, _tiny_chat
-
-    _tiny._save_with_word_head(model, tokenizer, dest)  # noqa: SLF001 - the shared recipe
+    save_with_word_head(model, tokenizer, dest)
     towers = {type(m).__name__ for n, m in model.named_modules() if n.endswith("vision_tower")}
     if towers & _NESTED_TOWERS:
-        _tiny_chat._vision_tower_hub_layout(dest / "model.safetensors")  # noqa: SLF001
+        vision_tower_hub_layout(dest / "model.safetensors")
     processor.save_pretrained(dest)
     gen = {"bos_token_id": pad, "eos_token_id": [eos]}
     (dest / "generation_config.json").write_text(json.dumps(gen, indent=2))

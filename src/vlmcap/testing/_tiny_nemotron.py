@@ -16,7 +16,7 @@ pixel shuffle), a 1-block RADIO of width 64 (the timm preset's sizes are overrid
 (``hybrid_override_pattern`` ``"M-*-"``). The tokenizer is the shared tiny one plus the
 ``<image>``, ``<img>``, ``</img>`` and ``<video>`` tokens that vLLM's processor expands; the chat
 template (written for vlmcap) renders a video item as ``<video>``. The language head emits
-words, as in :mod:`vlmcap.testing._tiny`. Weight names are the published checkpoint's:
+words, as in :mod:`vlmcap.testing._tiny_base`. Weight names are the published checkpoint's:
 ``vision_model.radio_model.model.*``, ``mlp1.*``, ``language_model.backbone.*``.
 """
 
@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from vlmcap.testing._tiny_base import save_with_word_head
 from vlmcap.testing._tiny_chat import _tokenizer
 
 
@@ -225,7 +226,6 @@ def build_nemotron_vl(dest: Path, seed: int) -> None:
     from safetensors.torch import load_file, save_file
     from transformers import AutoConfig, NemotronHForCausalLM
 
-    from vlmcap.testing import _tiny
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -235,7 +235,7 @@ def build_nemotron_vl(dest: Path, seed: int) -> None:
     language = NemotronHForCausalLM(AutoConfig.for_model(llm.pop("model_type"), **llm))
     _sharpen_attention(language)
     with tempfile.TemporaryDirectory() as tmp:  # saved in the hub layout (backbone.*), bf16
-        _tiny._save_with_word_head(language, tokenizer, Path(tmp))  # noqa: SLF001 - shared recipe
+        save_with_word_head(language, tokenizer, Path(tmp))
         saved = load_file(Path(tmp) / "model.safetensors")
     tensors = {f"language_model.{k}": t for k, t in saved.items()}
     tensors |= {k: t.to(torch.bfloat16).contiguous() for k, t in _vision_weights(gen).items()}

@@ -24,7 +24,7 @@ vLLM reads the vision tower's depth from ``img_processor["layer_idx"]`` (a dict)
 ``img_processor`` up as the encoder's name in a table keyed by ``"siglip-so400m-patch14-448"``;
 ``Phi4MMConfig`` therefore keeps it as a dict that hashes and compares as that name.
 
-The language head (tied to the embedding) is shaped as in :mod:`vlmcap.testing._tiny`: rows of
+The language head (tied to the embedding) is shaped as in :mod:`vlmcap.testing._tiny_base`: rows of
 tokens that are not whole words are zero, so greedy decoding emits words. ``vision-lora/`` is a
 PEFT adapter on every projection of the language model (rank 8, random, non-zero), the folder
 the ``phi4`` plugin attaches to every request.
@@ -33,6 +33,8 @@ the ``phi4`` plugin attaches to every request.
 import json
 from pathlib import Path
 from typing import Any
+
+from vlmcap.testing._tiny_base import CORPUS, TOKENIZER_VOCAB, word_token_mask
 
 
 IMAGE_TOKEN_ID = 200010
@@ -300,18 +302,17 @@ def _train_tokenizer(dest: Path) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from vlmcap.testing._tiny import _CORPUS, _TOKENIZER_VOCAB
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=_TOKENIZER_VOCAB + len(_PLACEHOLDERS),  # as many merges as the others
+        vocab_size=TOKENIZER_VOCAB + len(_PLACEHOLDERS),  # as many merges as the others
         special_tokens=[*_SPECIAL, *_PLACEHOLDERS],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS.splitlines(), trainer=trainer)
+    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
     spec = json.loads(tok.to_str())
     spec["model"]["vocab"].update(_SPARSE)
     for content, token_id in _SPARSE.items():
@@ -435,7 +436,7 @@ def _weights(cfg: dict[str, Any], word_rows: Any, gen: Any) -> dict[str, Any]:
     hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
     head_dim = hidden // cfg["num_attention_heads"]
     qkv = hidden + 2 * cfg["num_key_value_heads"] * head_dim
-    # The head is shaped as in vlmcap.testing._tiny: word rows scaled up, every other row zero.
+    # The head is shaped as in vlmcap.testing._tiny_base: word rows scaled up, every other row zero.
     used = len(word_rows)
     embed = torch.zeros(VOCAB_SIZE, hidden)
     embed[:used] = randn(used, hidden, std=0.02)
@@ -511,14 +512,13 @@ def build_phi4(dest: Path, seed: int) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from vlmcap.testing._tiny import _word_token_mask
 
     gen = torch.Generator().manual_seed(seed)
     tokenizer = _train_tokenizer(dest)
     ids = {t: int(tokenizer.convert_tokens_to_ids(t)) for t in _SPECIAL}
     cfg = _config(ids)
     dense = max(i for i in tokenizer.get_vocab().values() if i < IMAGE_TOKEN_ID) + 1
-    word_rows = _word_token_mask(tokenizer, dense)
+    word_rows = word_token_mask(tokenizer, dense)
     save_file(_weights(cfg, word_rows, gen), dest / "model.safetensors",
               metadata={"format": "pt"})
     _vision_lora(cfg, dest / "vision-lora", gen)

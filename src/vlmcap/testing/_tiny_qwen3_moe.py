@@ -2,9 +2,9 @@
 
 The ``qwen3_vl`` plugin pins Qwen/Qwen3-VL-30B-A3B-Instruct, a
 ``Qwen3VLMoeForConditionalGeneration``. This recipe is the dense ``qwen3_vl`` recipe of
-:mod:`vlmcap.testing._tiny` (same tokenizer, processor, chat template, generation config, vision
-tower, attention and word-emitting head) with every decoder MLP replaced by a sparse MoE block
-of a few tiny experts.
+:mod:`vlmcap.testing._tiny_qwen` (same tokenizer, processor, chat template, generation config,
+vision tower, attention and word-emitting head) with every decoder MLP replaced by a sparse MoE
+block of a few tiny experts.
 
 **Expert weight layout.** The published checkpoint stores each layer's experts as two fused,
 *transposed* tensors, and that is what vLLM's ``qwen3_vl_moe`` loader reads (its decoder layers
@@ -26,6 +26,8 @@ loads them (its converter transposes them back).
 import json
 from pathlib import Path
 from typing import Any
+
+from vlmcap.testing._tiny_qwen import build_qwen3_vl
 
 
 NUM_EXPERTS = 4
@@ -82,11 +84,10 @@ def build_qwen3_vl_moe(dest: Path, seed: int) -> None:
     from safetensors.torch import load_file, save_file
     from transformers import Qwen3VLMoeForConditionalGeneration
 
-    from vlmcap.testing._tiny import _build_qwen3_vl
 
     # The dense recipe writes the tokenizer, processor, chat template and generation config;
     # its config and weights are then replaced by the MoE ones.
-    _build_qwen3_vl(dest, seed)
+    build_qwen3_vl(dest, seed)
     dense_weights = load_file(str(dest / _WEIGHTS))
     config = moe_config(json.loads((dest / "config.json").read_text()))
     torch.manual_seed(seed + 1)
