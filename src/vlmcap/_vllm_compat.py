@@ -26,10 +26,11 @@ Differences handled here:
   recurrent state, but sizes it in the model's dtype (bfloat16): every prefill fails with "Input
   tensor dtype mismatch". On a CPU build older than 0.27, ``mamba_ssm_cache_dtype`` defaults to
   ``"float32"`` (:data:`CPU_SSM_STATE_DTYPE_BEFORE`); 0.32 takes the model's dtype and is left so.
-- Not handled, a limit of vLLM 0.26 itself: under transformers 5 (which 0.26 requires) it cannot
+- Not handled, limits of vLLM 0.26 itself: under transformers 5 (which 0.26 requires) it cannot
   import its LLaVA family (``pixtral.py`` imports ``PixtralRotaryEmbedding``, which transformers 5
   renamed); :func:`supported_mm_limits` reports such a checkpoint as
-  :class:`UnsupportedSettingError`.
+  :class:`UnsupportedSettingError`. Its CPU build cannot run Mamba2 layers (NemotronH, the
+  ``nemotron_vl`` plugin): their prefill calls Triton kernels, which only its GPU build has.
 """
 
 import contextlib
