@@ -160,9 +160,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory, tiny_qwen: Path) -> Scena
     inputs = [root / "videos", image, *(broken[k] for k in (*BROKEN_KINDS, "truncated"))]
     cmd = _command(inputs, out, tiny_qwen)
 
-    # Run A: `kill -9` of the command alone once captions are being written.
+    # Run A: `kill -9` of the command alone once captions are being written. One window in
+    # flight, so rows arrive one by one: with the default depth a fast engine (vLLM 0.26 here)
+    # finishes every window in one burst and the kill would land after the last row.
     log = root / "run-a.log"
-    proc = _start(cmd, log)
+    proc = _start([*cmd, "--max-inflight", "1"], log)
     try:
         _wait_for_rows(proc, out, 2, log)
         engine_pids = tuple(p for p in _group(proc.pid) if p != proc.pid)
