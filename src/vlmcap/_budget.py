@@ -127,10 +127,11 @@ def fit_window(frames: int, height: int, width: int, max_tokens: int, spec: Patc
             )
         frames = min(frames, groups * spec.temporal)
     rows, cols = _cells_within(height, width, max_tokens // groups)
+    # never larger than the model's own size, on either side (the aspect ratio's rounding can
+    # make one side of a smaller frame longer than the model's own: 23 x 2 cells beside 22 x 3)
+    rows, cols = min(rows, h0 // f), min(cols, w0 // f)
     if rows * cols < floor_cells or rows * cols * f * f < spec.min_pixels:
         rows, cols = floor_rows, floor_cols
-    if rows * cols > (h0 // f) * (w0 // f):  # never larger than the model's own size
-        rows, cols = h0 // f, w0 // f
     return WindowFit(frames, rows * f, cols * f, window_tokens(frames, rows * f, cols * f, spec))
 
 
