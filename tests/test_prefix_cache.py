@@ -16,13 +16,8 @@ import vlmcap
 from vlmcap._captioner import as_engine
 from vlmcap._vllm_compat import build_llm, shutdown_llm
 from vlmcap.bench._stats import counter_delta, counters, video_reuse
-from vlmcap.plugins.qwen import (
-    VllmQwen7B,
-    block_aligned_ids,
-    chat_token_ids,
-    kv_block_tokens,
-    video_token_count,
-)
+from vlmcap.plugins.kit import chat_token_ids
+from vlmcap.plugins.qwen import VllmQwen7B, block_aligned_ids, kv_block_tokens, video_token_count
 from vlmcap.testing import synthetic_clip
 
 

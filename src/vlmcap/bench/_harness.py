@@ -37,7 +37,8 @@ from vlmcap import _vllm_compat
 from vlmcap._captioner import as_engine
 from vlmcap.bench import _peers
 from vlmcap.bench._stats import ModeResult, count_tokens, measured
-from vlmcap.plugins.qwen import VllmQwen7B, block_aligned_ids, chat_token_ids, video_token_count
+from vlmcap.plugins.kit import chat_token_ids
+from vlmcap.plugins.qwen import VllmQwen7B, block_aligned_ids, video_token_count
 
 
 SYNC_MODES = (

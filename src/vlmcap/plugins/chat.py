@@ -25,29 +25,22 @@ processor carries a chat template. It pins no model: the checkpoint is ``VllmCon
 """
 
 import functools
-import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import attrs
-import torch
-from PIL import Image
 
 from vlmcap._errors import ConfigError, UnsupportedSettingError
-from vlmcap._frames import Frames, check_frames, to_uint8
+from vlmcap._frames import Frames
 from vlmcap._plugin import VllmPlugin, explicit_model_path, resolve_model_path
 from vlmcap._prompts import DEFAULT_STAGE2_PROMPT
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap._vllm_compat import MODALITIES, build_llm, is_cpu_platform, supported_mm_limits
-from vlmcap.plugins.qwen import split_video, stage1_media
-from vlmcap.plugins.qwen3_vl import qwen3_video  # (uint8 frames, metadata): not Qwen-specific
+from vlmcap._vllm_compat import MODALITIES, build_llm, supported_mm_limits
+from vlmcap.plugins import kit
 
 
 VARIANT = "chat"
-MAX_NUM_BATCHED_TOKENS = 32768
-GPU_MEMORY_UTILIZATION = 0.85
-MM_CACHE_GB = 4.0
 MAX_IMAGES = 8
 """Frames sent to an image-only model per prompt (evenly spaced over the clip)."""
 
@@ -159,14 +152,6 @@ def chat_token_ids(processor: Any, text: str, *, videos: int = 0, images: int = 
     return [int(i) for i in tokenizer(str(rendered), add_special_tokens=False)["input_ids"]]
 
 
-def frames_as_images(frames: Frames, count: int) -> list[Image.Image]:
-    """``count`` evenly spaced frames (all, if fewer) as RGB PIL images."""
-    video = to_uint8(check_frames(frames, "frames"))
-    n = int(video.shape[0])
-    picks = range(n) if n <= count else torch.linspace(0, n - 1, count).round().long().tolist()
-    return [Image.fromarray(video[i].permute(1, 2, 0).contiguous().numpy()) for i in picks]
-
-
 class VllmChat(VllmPlugin):
     """Any vLLM vision-language model with a chat template (see the module docstring)."""
 
@@ -209,24 +194,9 @@ class VllmChat(VllmPlugin):
         """The ``LLM(...)`` arguments for ``config``; every setting is honoured or refused."""
         path = cls.model_path(config)
         plan = input_plan(path, use_image_input=config.use_image_input)
-        kwargs: dict[str, Any] = {
-            "model": str(path),
-            "tensor_parallel_size": config.num_gpus,
-            "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
-            "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
-            "limit_mm_per_prompt": plan.limit_mm_per_prompt,
-            "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
-        }
-        if config.max_model_len is not None:
-            kwargs["max_model_len"] = config.max_model_len
-        if config.fp8:
-            kwargs["quantization"] = "fp8"
-        if is_cpu_platform():  # batches of at most one prompt (RAM), as the other plugins
-            if config.max_model_len is None:
-                del kwargs["max_num_batched_tokens"]  # the model's own length: vLLM's default
-            else:
-                kwargs["max_num_batched_tokens"] = config.max_model_len
-        return kwargs
+        return kit.engine_kwargs(
+            path, config, limit_mm_per_prompt=plan.limit_mm_per_prompt, max_model_len=None
+        )
 
     @classmethod
     def model(cls, config: VllmConfig) -> Any:
@@ -253,10 +223,10 @@ class VllmChat(VllmPlugin):
             return {
                 "prompt_token_ids": chat_token_ids(processor, prompt, videos=1),
                 "multi_modal_data": {
-                    "video": qwen3_video(frames, metadata=metadata, config=config)
+                    "video": kit.video_with_metadata(frames, metadata=metadata, config=config)
                 },
             }
-        images = frames_as_images(split_video(frames)[0], plan.items)
+        images = kit.frames_as_images(kit.split_video(frames)[0], plan.items)
         return {
             "prompt_token_ids": chat_token_ids(processor, prompt, images=len(images)),
             "multi_modal_data": {"image": images},
@@ -273,7 +243,7 @@ class VllmChat(VllmPlugin):
         key = (
             "image" if isinstance(mm, Mapping) and "video" not in mm and "image" in mm else "video"
         )
-        caption, media = stage1_media(request, key)
+        caption, media = kit.stage1_media(request, key)
         text = (DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt) + caption
         if key == "video":
             ids = chat_token_ids(processor, text, videos=1)
@@ -281,12 +251,9 @@ class VllmChat(VllmPlugin):
             ids = chat_token_ids(
                 processor, text, images=len(media) if isinstance(media, list) else 1
             )
-        return VllmCaptionRequest(
-            request_id=secrets.token_hex(8),
-            inputs={"prompt_token_ids": ids, "multi_modal_data": {key: media}},
-        )
+        return kit.refined_request({"prompt_token_ids": ids, "multi_modal_data": {key: media}})
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
         """The first completion's text, stripped."""
-        return str(vllm_output.outputs[0].text).strip()
+        return kit.first_text(vllm_output)

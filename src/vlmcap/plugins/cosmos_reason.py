@@ -11,14 +11,14 @@ model-side, like ``qwen3_vl`` (see :mod:`vlmcap.plugins.qwen3_vl`).
 """
 
 import re
-import secrets
 from typing import Any
 
-from vlmcap._errors import PluginError, UnsupportedSettingError
+from vlmcap._errors import PluginError
 from vlmcap._frames import Frames
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap.plugins.qwen import VllmQwen7B, client_video, stage1_media
-from vlmcap.plugins.qwen3_vl import qwen3_engine_kwargs, qwen3_video
+from vlmcap.plugins import kit
+from vlmcap.plugins.qwen import VllmQwen7B, client_video
+from vlmcap.plugins.qwen3_vl import qwen3_engine_kwargs
 
 
 SYSTEM_PROMPT = (
@@ -63,13 +63,6 @@ def chat_prompt(processor: Any, prompt: str, *, system: str = SYSTEM_PROMPT) -> 
     return str(text)
 
 
-def _check_video_only(variant: str, config: VllmConfig) -> None:
-    if config.use_image_input:
-        raise UnsupportedSettingError(
-            f"the {variant} plugin captions video; use_image_input=True is not supported"
-        )
-
-
 class VllmCosmosReason1VL(VllmQwen7B):
     """nvidia/Cosmos-Reason1-7B (Qwen2.5-VL architecture).
 
@@ -82,12 +75,6 @@ class VllmCosmosReason1VL(VllmQwen7B):
     def model_variant() -> str:
         """``"cosmos_r1"``."""
         return "cosmos_r1"
-
-    @classmethod
-    def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
-        """The ``LLM(...)`` arguments for ``config``; ``use_image_input`` is refused."""
-        _check_video_only(cls.model_variant(), config)
-        return super().engine_kwargs(config)
 
     @staticmethod
     def make_llm_input(
@@ -113,15 +100,10 @@ class VllmCosmosReason1VL(VllmQwen7B):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prefix + stage-1 caption, with the system message, over the same video object."""
-        caption, video = stage1_media(request)
+        caption, video = kit.stage1_media(request)
         prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
-        return VllmCaptionRequest(
-            request_id=secrets.token_hex(8),
-            inputs={
-                "prompt": chat_prompt(processor, prefix + caption),
-                "multi_modal_data": {"video": video},
-            },
-        )
+        prompt = chat_prompt(processor, prefix + caption)
+        return kit.refined_request({"prompt": prompt, "multi_modal_data": {"video": video}})
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
@@ -159,5 +141,7 @@ class VllmCosmosReason2VL(VllmCosmosReason1VL):
         """The chat-template text (system message + ``prompt``) and ``(uint8 frames, metadata)``."""
         return {
             "prompt": chat_prompt(processor, prompt),
-            "multi_modal_data": {"video": qwen3_video(frames, metadata=metadata, config=config)},
+            "multi_modal_data": {
+                "video": kit.video_with_metadata(frames, metadata=metadata, config=config)
+            },
         }

@@ -28,15 +28,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from vlmcap._errors import UnsupportedSettingError
 from vlmcap._frames import Frames
 from vlmcap._plugin import VllmPlugin
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
 from vlmcap._vllm_compat import build_llm, is_cpu_platform
+from vlmcap.plugins import kit
 from vlmcap.plugins.cosmos_reason import DEFAULT_REFINE_PROMPT
-from vlmcap.plugins.qwen import MAX_MODEL_LEN, MM_CACHE_GB, chat_token_ids, refined_video_request
-from vlmcap.plugins.qwen3_5 import VllmQwen3_5
-from vlmcap.plugins.qwen3_vl import qwen3_video
 
 
 GPU_MEMORY_UTILIZATION = 0.9
@@ -51,10 +48,10 @@ def nemotron_video(
 ) -> tuple[npt.NDArray[np.uint8], dict[str, Any]]:
     """``(uint8 (T, H, W, 3) numpy frames, vLLM metadata dict)`` for vLLM's Nemotron processor.
 
-    Metadata as for Qwen3-VL (:func:`~vlmcap.plugins.qwen3_vl.qwen3_video`): from ``metadata``,
+    Metadata as :func:`~vlmcap.plugins.kit.video_with_metadata` makes it: from ``metadata``,
     else from a ``(frames, metadata)`` pair, else uniform at ``config.sampling_fps``.
     """
-    video, md = qwen3_video(frames, metadata=metadata, config=config)
+    video, md = kit.video_with_metadata(frames, metadata=metadata, config=config)
     thwc: npt.NDArray[np.uint8] = video.permute(0, 2, 3, 1).contiguous().numpy()
     return thwc, md
 
@@ -80,28 +77,17 @@ class VllmNemotronVL(VllmPlugin):
 
         A video prompt is never split across batches, so the batch holds a whole context.
         """
-        if config.use_image_input:
-            raise UnsupportedSettingError(
-                "the nemotron_vl plugin captions video; use_image_input=True is not supported"
-            )
-        max_len = config.max_model_len or MAX_MODEL_LEN
-        kwargs: dict[str, Any] = {
-            "model": str(cls.model_path(config)),
-            "trust_remote_code": True,
-            "tensor_parallel_size": config.num_gpus,
-            "max_model_len": max_len,
-            "max_num_batched_tokens": max_len,
-            "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
-            "limit_mm_per_prompt": {"video": 1, "image": 0},
-            "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
-        }
-        if config.compile_mm_encoder:
-            kwargs["compilation_config"] = {"compile_mm_encoder": True}
-        if config.fp8:
-            kwargs["quantization"] = "fp8"
-        if is_cpu_platform():  # module docstring: no Mamba2 prefix caching on CPU
-            kwargs["enable_prefix_caching"] = False
-        return kwargs
+        kit.refuse_image_input(cls.model_variant(), config)
+        cpu = {"enable_prefix_caching": False} if is_cpu_platform() else {}  # module docstring
+        return kit.engine_kwargs(
+            cls.model_path(config),
+            config,
+            limit_mm_per_prompt={"video": 1, "image": 0},
+            gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
+            whole_context_batches=True,
+            trust_remote_code=True,
+            **cpu,
+        )
 
     @classmethod
     def model(cls, config: VllmConfig) -> Any:
@@ -119,7 +105,7 @@ class VllmNemotronVL(VllmPlugin):
     ) -> dict[str, Any]:
         """Token ids for ``prompt`` plus the video as ``(uint8 THWC numpy, metadata)``."""
         return {
-            "prompt_token_ids": chat_token_ids(processor, prompt),
+            "prompt_token_ids": kit.chat_token_ids(processor, prompt),
             "multi_modal_data": {"video": nemotron_video(frames, metadata=metadata, config=config)},
         }
 
@@ -130,10 +116,11 @@ class VllmNemotronVL(VllmPlugin):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prompt (default: cosmos-curate's) + stage-1 caption over the same video."""
-        prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
-        return refined_video_request(request, processor, prefix, align=False)
+        return kit.refined_chat_request(
+            request, processor, refine_prompt, default_prompt=DEFAULT_REFINE_PROMPT
+        )
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
         """The first completion's text without a ``<think>`` block, stripped (as Qwen3.5's)."""
-        return VllmQwen3_5.decode(vllm_output)
+        return kit.without_think(vllm_output)

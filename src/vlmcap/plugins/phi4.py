@@ -16,24 +16,17 @@ The model's processor always resizes images itself (dynamic HD crops), so ``prep
 accepted with either value and changes nothing.
 """
 
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from PIL import Image
-
 from vlmcap._errors import PluginError
-from vlmcap._frames import Frames, check_frames, to_uint8
+from vlmcap._frames import Frames
 from vlmcap._plugin import VllmPlugin
 from vlmcap._records import VllmCaptionRequest, VllmConfig
-from vlmcap._vllm_compat import build_llm, is_cpu_platform, lora_request
-from vlmcap.plugins.qwen import split_video, stage1_media
+from vlmcap._vllm_compat import build_llm, lora_request
+from vlmcap.plugins import kit
 
 
-MAX_MODEL_LEN = 32768
-MAX_NUM_BATCHED_TOKENS = 32768
-GPU_MEMORY_UTILIZATION = 0.85
-MM_CACHE_GB = 4.0
 MAX_IMAGES = 100
 """Images (frames) per prompt, cosmos-curate's ``limit_mm_per_prompt``."""
 MAX_LORA_RANK = 320
@@ -46,12 +39,6 @@ DEFAULT_REFINE_PROMPT = (
     "Ensure the description is clear, precise, and paints a compelling picture of the scene.\n\n"
 )
 """Refine prefix (cosmos-curate's Phi-4 text); the stage-1 caption is appended to it."""
-
-
-def to_images(frames: Frames) -> list[Image.Image]:
-    """``(T, 3, H, W)`` frames (uint8, or float in [0, 1]) as ``T`` RGB PIL images."""
-    video = to_uint8(check_frames(frames, "frames"))
-    return [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy()) for f in video]
 
 
 def image_prompt(processor: Any, prompt: str, num_images: int) -> str:
@@ -91,24 +78,15 @@ class VllmPhi4(VllmPlugin):
 
         ``use_image_input`` needs nothing: frames are sent as images either way.
         """
-        kwargs: dict[str, Any] = {
-            "model": str(cls.model_path(config)),
-            "trust_remote_code": True,
-            "tensor_parallel_size": config.num_gpus,
-            "max_model_len": config.max_model_len or MAX_MODEL_LEN,
-            "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
-            "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
-            "limit_mm_per_prompt": {"image": MAX_IMAGES, "video": 0, "audio": 0},
-            "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
-            "enable_lora": True,
-            "max_lora_rank": MAX_LORA_RANK,
-            "max_loras": 1,
-        }
-        if config.fp8:
-            kwargs["quantization"] = "fp8"
-        if is_cpu_platform():
-            kwargs["max_num_batched_tokens"] = kwargs["max_model_len"]
-        return kwargs
+        return kit.engine_kwargs(
+            cls.model_path(config),
+            config,
+            limit_mm_per_prompt={"image": MAX_IMAGES, "video": 0, "audio": 0},
+            trust_remote_code=True,
+            enable_lora=True,
+            max_lora_rank=MAX_LORA_RANK,
+            max_loras=1,
+        )
 
     @classmethod
     def lora_request(cls, config: VllmConfig | None = None) -> Any:
@@ -130,8 +108,8 @@ class VllmPhi4(VllmPlugin):
         config: VllmConfig | None = None,  # noqa: ARG004 - declared: settings need no change here
     ) -> dict[str, Any]:
         """Text prompt with one ``<|image_i|>`` per frame, and the frames as PIL images."""
-        raw, _md = split_video(frames)  # images carry no timing; metadata is not used
-        images = to_images(raw)
+        raw, _md = kit.split_video(frames)  # images carry no timing; metadata is not used
+        images = kit.frames_as_images(raw)
         return {
             "prompt": image_prompt(processor, prompt, len(images)),
             "multi_modal_data": {"image": images},
@@ -144,20 +122,19 @@ class VllmPhi4(VllmPlugin):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prefix + stage-1 caption over the very same image list."""
-        caption, images = stage1_media(request, "image")
+        caption, images = kit.stage1_media(request, "image")
         if not isinstance(images, Sequence):
             msg = "request inputs' multi_modal_data['image'] is not a list of images"
             raise PluginError(msg)
         prefix = DEFAULT_REFINE_PROMPT if refine_prompt is None else refine_prompt
-        return VllmCaptionRequest(
-            request_id=secrets.token_hex(8),
-            inputs={
+        return kit.refined_request(
+            {
                 "prompt": image_prompt(processor, prefix + caption, len(images)),
                 "multi_modal_data": {"image": images},
-            },
+            }
         )
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
         """The first completion's text, stripped."""
-        return str(vllm_output.outputs[0].text).strip()
+        return kit.first_text(vllm_output)

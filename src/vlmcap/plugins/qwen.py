@@ -13,25 +13,21 @@ KV block (:func:`kv_block_tokens`); stage 2 then finds the whole video span in t
 the vision encoder does not run again (:func:`block_aligned_ids`).
 """
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
-from vlmcap._errors import PluginError, UnsupportedSettingError
 from vlmcap._frames import Frames, check_frames, to_uint8
 from vlmcap._plugin import VllmPlugin
 from vlmcap._prompts import DEFAULT_STAGE2_PROMPT
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
 from vlmcap._resize import resize_frames, smart_resize
 from vlmcap._vllm_compat import build_llm, is_cpu_platform
+from vlmcap.plugins import kit
+from vlmcap.plugins.kit import chat_token_ids, split_video
 
 
-MAX_MODEL_LEN = 32768
-MAX_NUM_BATCHED_TOKENS = 32768
-GPU_MEMORY_UTILIZATION = 0.85
-MM_CACHE_GB = 4.0
 GRID = 28
 KV_BLOCK_TOKENS = 16
 """KV-cache block size the Qwen2.5-VL plugins give the engine on GPUs (vLLM's default there)."""
@@ -42,37 +38,6 @@ CPU_KV_BLOCK_TOKENS = 32
 def kv_block_tokens() -> int:
     """The engine's KV block size on this platform; prompts align the text after the video to it."""
     return CPU_KV_BLOCK_TOKENS if is_cpu_platform() else KV_BLOCK_TOKENS
-
-
-def chat_token_ids(
-    processor: Any,
-    prompt: str,
-    *,
-    kind: str = "video",
-    system: str | None = None,
-    template_kwargs: Mapping[str, Any] | None = None,
-) -> list[int]:
-    """Token ids of a one-turn chat with a vision placeholder followed by ``prompt``.
-
-    ``template_kwargs`` are passed to the chat template (``{"enable_thinking": False}``); those
-    the template never names are left out (transformers would hand them to the processor).
-    """
-    template = str(getattr(processor, "chat_template", None) or "")
-    switches = {k: v for k, v in (template_kwargs or {}).items() if k in template}
-    messages: list[dict[str, Any]] = []
-    if system is not None:
-        messages.append({"role": "system", "content": [{"type": "text", "text": system}]})
-    messages.append({"role": "user", "content": [{"type": kind}, {"type": "text", "text": prompt}]})
-    ids = processor.apply_chat_template(
-        messages,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_tensors="pt",
-        **switches,
-    )
-    if not isinstance(ids, torch.Tensor):  # transformers 5 returns a BatchEncoding
-        ids = ids["input_ids"]
-    return [int(t) for t in ids[0].tolist()]
 
 
 def _tokenizer(processor: Any) -> Any:
@@ -150,16 +115,6 @@ def to_model_frames(frames: Any, processor: Any, *, client_resize: bool) -> torc
     return video
 
 
-def split_video(video: Any) -> tuple[Any, dict[str, Any] | None]:
-    """``(frames, metadata dict)`` from any of vLLM's video forms (bare, tuple, one-item list)."""
-    if isinstance(video, list) and len(video) == 1:
-        video = video[0]
-    if isinstance(video, tuple) and len(video) == 2:
-        frames, md = video
-        return frames, dict(md)
-    return video, None
-
-
 def client_video(
     frames: Any,
     processor: Any,
@@ -181,49 +136,19 @@ def client_video(
     return video, {**md, "width": int(video.shape[3]), "height": int(video.shape[2])}
 
 
-def stage1_media(request: VllmCaptionRequest, key: str = "video") -> tuple[str, Any]:
-    """The stage-1 caption and the multimodal item (``multi_modal_data[key]``) to refine over.
-
-    Raises:
-        ValueError: the request has no caption (stage 2 needs it).
-        PluginError: the request's inputs carry no ``multi_modal_data[key]``.
-    """
-    if request.caption is None:
-        msg = "request caption is None: stage 2 needs the stage-1 caption"
-        raise ValueError(msg)
-    mm = request.inputs.get("multi_modal_data")
-    if not isinstance(mm, Mapping) or key not in mm:
-        msg = f"request inputs have no multi_modal_data[{key!r}] to refine over"
-        raise PluginError(msg)
-    return request.caption, mm[key]
-
-
 def refined_video_request(
-    request: VllmCaptionRequest,
-    processor: Any,
-    refine_prompt: str | None,
-    *,
-    align: bool,
-    template_kwargs: Mapping[str, Any] | None = None,
+    request: VllmCaptionRequest, processor: Any, refine_prompt: str | None
 ) -> VllmCaptionRequest:
     """The stage-2 request: refine prompt + stage-1 caption over the very same video object.
 
-    The refine prompt defaults to :data:`DEFAULT_STAGE2_PROMPT`; with ``align`` the prompt is
-    block-aligned after the video like stage 1's (:func:`block_aligned_ids`); without it, the
-    chat template renders it with ``template_kwargs``.
+    The refine prompt defaults to :data:`DEFAULT_STAGE2_PROMPT`. It is block-aligned after the
+    video like stage 1's (:func:`block_aligned_ids`), so stage 2 takes the video from the prefix
+    cache.
     """
-    caption, video = stage1_media(request)
-    prefix = DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt
-    text = prefix + caption
-    ids = (
-        video_prompt_ids(processor, text, video)
-        if align
-        else chat_token_ids(processor, text, template_kwargs=template_kwargs)
-    )
-    return VllmCaptionRequest(
-        request_id=secrets.token_hex(8),
-        inputs={"prompt_token_ids": ids, "multi_modal_data": {"video": video}},
-    )
+    caption, video = kit.stage1_media(request)
+    text = (DEFAULT_STAGE2_PROMPT if refine_prompt is None else refine_prompt) + caption
+    ids = video_prompt_ids(processor, text, video)
+    return kit.refined_request({"prompt_token_ids": ids, "multi_modal_data": {"video": video}})
 
 
 class VllmQwen7B(VllmPlugin):
@@ -244,28 +169,14 @@ class VllmQwen7B(VllmPlugin):
     @classmethod
     def engine_kwargs(cls, config: VllmConfig) -> dict[str, Any]:
         """The ``LLM(...)`` arguments for ``config``; every setting is honoured or refused."""
-        if config.use_image_input:
-            raise UnsupportedSettingError(
-                "the qwen plugin captions video; use_image_input=True is not supported yet"
-            )
-        kwargs: dict[str, Any] = {
-            "model": str(cls.model_path(config)),
-            "tensor_parallel_size": config.num_gpus,
-            "max_model_len": config.max_model_len or MAX_MODEL_LEN,
-            "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
-            "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
-            "limit_mm_per_prompt": {"video": 1, "image": 0},
-            "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
-            "mm_processor_kwargs": {} if config.preprocess else {"do_resize": False},
-            "block_size": kv_block_tokens(),
-        }
-        if config.compile_mm_encoder:
-            kwargs["compilation_config"] = {"compile_mm_encoder": True}
-        if config.fp8:
-            kwargs["quantization"] = "fp8"
-        if is_cpu_platform():
-            kwargs["max_num_batched_tokens"] = kwargs["max_model_len"]
-        return kwargs
+        kit.refuse_image_input(cls.model_variant(), config)
+        return kit.engine_kwargs(
+            cls.model_path(config),
+            config,
+            limit_mm_per_prompt={"video": 1, "image": 0},
+            mm_processor_kwargs={} if config.preprocess else {"do_resize": False},
+            block_size=kv_block_tokens(),
+        )
 
     @classmethod
     def model(cls, config: VllmConfig) -> Any:
@@ -301,9 +212,9 @@ class VllmQwen7B(VllmPlugin):
 
         Laid out like stage 1, so that stage 2 takes the video from the prefix cache.
         """
-        return refined_video_request(request, processor, refine_prompt, align=True)
+        return refined_video_request(request, processor, refine_prompt)
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
         """The first completion's text, stripped."""
-        return str(vllm_output.outputs[0].text).strip()
+        return kit.first_text(vllm_output)

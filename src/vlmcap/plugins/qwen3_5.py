@@ -15,19 +15,16 @@ build runs the architecture (its GDN kernel needs linear-attention head dimensio
 real Qwen3.5 checkpoints and vlmcap's tiny one have).
 """
 
-import re
 from typing import Any
 
 from vlmcap._frames import Frames
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap.plugins.qwen import chat_token_ids, refined_video_request
-from vlmcap.plugins.qwen3_vl import VllmQwen3VL, qwen3_video
+from vlmcap.plugins import kit
+from vlmcap.plugins.qwen3_vl import VllmQwen3VL
 
 
 TEMPLATE_KWARGS = {"enable_thinking": False}
 """Chat-template switches: answer directly, no reasoning trace."""
-
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
 
 
 class VllmQwen3_5(VllmQwen3VL):  # noqa: N801 - the model's own name
@@ -49,10 +46,12 @@ class VllmQwen3_5(VllmQwen3VL):  # noqa: N801 - the model's own name
     ) -> dict[str, Any]:
         """Token ids for ``prompt`` (no thinking) plus the video as ``(uint8 frames, metadata)``."""
         return {
-            "prompt_token_ids": chat_token_ids(
+            "prompt_token_ids": kit.chat_token_ids(
                 processor, prompt, template_kwargs=TEMPLATE_KWARGS
             ),
-            "multi_modal_data": {"video": qwen3_video(frames, metadata=metadata, config=config)},
+            "multi_modal_data": {
+                "video": kit.video_with_metadata(frames, metadata=metadata, config=config)
+            },
         }
 
     @staticmethod
@@ -62,11 +61,11 @@ class VllmQwen3_5(VllmQwen3VL):  # noqa: N801 - the model's own name
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prompt + stage-1 caption over the very same video object (no thinking)."""
-        return refined_video_request(
-            request, processor, refine_prompt, align=False, template_kwargs=TEMPLATE_KWARGS
+        return kit.refined_chat_request(
+            request, processor, refine_prompt, template_kwargs=TEMPLATE_KWARGS
         )
 
     @staticmethod
     def decode(vllm_output: Any) -> str:
         """The first completion's text without a ``<think>`` block, stripped."""
-        return _THINK.sub("", str(vllm_output.outputs[0].text)).strip()
+        return kit.without_think(vllm_output)

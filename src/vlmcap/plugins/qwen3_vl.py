@@ -12,28 +12,14 @@ metadata at ``config.sampling_fps`` (2 fps without a config).
 
 from typing import Any
 
-import torch
-
-from vlmcap._errors import UnsupportedSettingError
-from vlmcap._frames import Frames, check_frames, to_uint8
+from vlmcap._frames import Frames
 from vlmcap._records import VideoMetadata, VllmCaptionRequest, VllmConfig
-from vlmcap._vllm_compat import is_cpu_platform
-from vlmcap.plugins.qwen import (
-    GPU_MEMORY_UTILIZATION,
-    MAX_MODEL_LEN,
-    MAX_NUM_BATCHED_TOKENS,
-    MM_CACHE_GB,
-    VllmQwen7B,
-    chat_token_ids,
-    refined_video_request,
-    split_video,
-)
+from vlmcap.plugins import kit
+from vlmcap.plugins.qwen import VllmQwen7B
 
 
 GRID = 32
 """Qwen3-VL's spatial grid (patch 16 x merge 2); the processor in vLLM aligns frames to it."""
-
-DEFAULT_FPS = 2.0
 
 
 def qwen3_engine_kwargs(model_path: str, config: VllmConfig, *, variant: str) -> dict[str, Any]:
@@ -41,47 +27,8 @@ def qwen3_engine_kwargs(model_path: str, config: VllmConfig, *, variant: str) ->
 
     No ``mm_processor_kwargs``: the processor in vLLM always resizes (module docstring).
     """
-    if config.use_image_input:
-        raise UnsupportedSettingError(
-            f"the {variant} plugin captions video; use_image_input=True is not supported"
-        )
-    kwargs: dict[str, Any] = {
-        "model": model_path,
-        "tensor_parallel_size": config.num_gpus,
-        "max_model_len": config.max_model_len or MAX_MODEL_LEN,
-        "max_num_batched_tokens": max(MAX_NUM_BATCHED_TOKENS, config.max_model_len or 0),
-        "gpu_memory_utilization": config.gpu_memory_utilization or GPU_MEMORY_UTILIZATION,
-        "limit_mm_per_prompt": {"video": 1, "image": 0},
-        "mm_processor_cache_gb": 0.0 if config.disable_mmcache else MM_CACHE_GB,
-    }
-    if config.compile_mm_encoder:  # vLLM compiles the encoder where it can (not Qwen3-VL in 0.26)
-        kwargs["compilation_config"] = {"compile_mm_encoder": True}
-    if config.fp8:
-        kwargs["quantization"] = "fp8"
-    if is_cpu_platform():
-        kwargs["max_num_batched_tokens"] = kwargs["max_model_len"]
-    return kwargs
-
-
-def qwen3_video(
-    frames: Frames,
-    *,
-    metadata: VideoMetadata | None = None,
-    config: VllmConfig | None = None,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """``(uint8 frames at their own size, vLLM metadata dict)`` for a Qwen3-VL processor.
-
-    Metadata comes from ``metadata``, else from a ``(frames, metadata)`` pair, else uniform at
-    ``config.sampling_fps``; its width and height are the frames'.
-    """
-    raw, md = split_video(frames)
-    video = to_uint8(check_frames(raw, "frames"))
-    if metadata is not None:
-        md = metadata.to_vllm()
-    if md is None:
-        fps = config.sampling_fps if config is not None else DEFAULT_FPS
-        md = VideoMetadata.uniform(int(video.shape[0]), fps).to_vllm()
-    return video, {**md, "width": int(video.shape[3]), "height": int(video.shape[2])}
+    kit.refuse_image_input(variant, config)
+    return kit.engine_kwargs(model_path, config, limit_mm_per_prompt={"video": 1, "image": 0})
 
 
 class VllmQwen3VL(VllmQwen7B):
@@ -115,8 +62,10 @@ class VllmQwen3VL(VllmQwen7B):
     ) -> dict[str, Any]:
         """Token ids for ``prompt`` plus the video as ``(uint8 frames, metadata)``."""
         return {
-            "prompt_token_ids": chat_token_ids(processor, prompt),
-            "multi_modal_data": {"video": qwen3_video(frames, metadata=metadata, config=config)},
+            "prompt_token_ids": kit.chat_token_ids(processor, prompt),
+            "multi_modal_data": {
+                "video": kit.video_with_metadata(frames, metadata=metadata, config=config)
+            },
         }
 
     @staticmethod
@@ -126,4 +75,4 @@ class VllmQwen3VL(VllmQwen7B):
         refine_prompt: str | None = None,
     ) -> VllmCaptionRequest:
         """Refine prompt + stage-1 caption over the very same video object."""
-        return refined_video_request(request, processor, refine_prompt, align=False)
+        return kit.refined_chat_request(request, processor, refine_prompt)
