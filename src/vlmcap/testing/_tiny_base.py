@@ -73,7 +73,7 @@ The shapes change color over time: the square turns green and the circle turns o
 """.strip()
 
 TOKENIZER_VOCAB = 512
-BUILD_VERSION = "8"  # bump when the recipe changes; part of the cache key (8: Phi-4 audio)
+BUILD_VERSION = "9"  # bump when a recipe changes; part of the cache key (9: Phi-4 code as files)
 
 
 def train_tokenizer(dest: Path) -> Any:

@@ -3,7 +3,8 @@
 vLLM serves microsoft/Phi-4-multimodal-instruct as ``Phi4MMForCausalLM``, which loads its config
 and its HF processor through the model repository's remote code (``trust_remote_code``:
 ``configuration_phi4mm.py`` and ``processing_phi4mm.py``, named by ``auto_map``). That code cannot
-be downloaded here, so this checkpoint carries its own two modules, written for vlmcap:
+be downloaded here, so this checkpoint carries its own two modules, written for vlmcap (real
+files of the package `vlmcap.testing._phi4_remote`, copied into the checkpoint):
 
 - ``configuration_phi4mm.py``: ``Phi4MMConfig``, the remote config's fields (Phi-3 style language
   model, ``embd_layer``, ``img_processor``, ``audio_processor``, the LoRA settings).
@@ -31,6 +32,7 @@ the ``phi4`` plugin attaches to every request.
 """
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,232 +67,9 @@ _CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}"
 )
 
-_CONFIGURATION_PHI4MM = '''\
-"""Phi4MMConfig of vlmcap's tiny Phi-4-multimodal checkpoint (local remote code).
-
-The fields of microsoft/Phi-4-multimodal-instruct's ``configuration_phi4mm.py`` that vLLM's
-``Phi4MMForCausalLM`` reads; written for vlmcap, not copied.
-"""
-
-from transformers import PretrainedConfig
-
-SIGLIP_NAME = "siglip-so400m-patch14-448"
-
-
-class VisionEncoderSettings(dict):
-    """``img_processor`` as a dict (vLLM reads ``layer_idx`` from it) that is also the SigLIP
-    encoder's name (vLLM looks ``img_processor`` up in a table keyed by that name)."""
-
-    def __hash__(self):
-        return hash(SIGLIP_NAME)
-
-    def __eq__(self, other):
-        if isinstance(other, str):
-            return other == SIGLIP_NAME
-        return dict.__eq__(self, other)
-
-    def __ne__(self, other):
-        return not self.__eq__(other)
-
-
-class Phi4MMConfig(PretrainedConfig):
-    model_type = "phi4mm"
-    keys_to_ignore_at_inference = ["past_key_values"]
-
-    def __init__(
-        self,
-        vocab_size=200064,
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=None,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attention_dropout=0.0,
-        hidden_act="silu",
-        max_position_embeddings=4096,
-        original_max_position_embeddings=4096,
-        initializer_range=0.02,
-        rms_norm_eps=1e-5,
-        use_cache=True,
-        tie_word_embeddings=False,
-        rope_theta=10000.0,
-        rope_scaling=None,
-        partial_rotary_factor=1.0,
-        bos_token_id=199999,
-        eos_token_id=199999,
-        pad_token_id=199999,
-        sliding_window=None,
-        embd_layer="default",
-        img_processor=None,
-        audio_processor=None,
-        vision_lora=None,
-        speech_lora=None,
-        **kwargs,
-    ):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.intermediate_size = intermediate_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        if num_key_value_heads is None:
-            num_key_value_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.resid_pdrop = resid_pdrop
-        self.embd_pdrop = embd_pdrop
-        self.attention_dropout = attention_dropout
-        self.hidden_act = hidden_act
-        self.max_position_embeddings = max_position_embeddings
-        self.original_max_position_embeddings = original_max_position_embeddings
-        self.initializer_range = initializer_range
-        self.rms_norm_eps = rms_norm_eps
-        self.use_cache = use_cache
-        self.rope_theta = rope_theta
-        self.rope_scaling = rope_scaling
-        self.partial_rotary_factor = partial_rotary_factor
-        self.sliding_window = sliding_window
-        self.embd_layer = embd_layer
-        if isinstance(img_processor, dict):
-            img_processor = VisionEncoderSettings(img_processor)
-        self.img_processor = img_processor
-        self.audio_processor = audio_processor
-        self.vision_lora = vision_lora
-        self.speech_lora = speech_lora
-        super().__init__(
-            bos_token_id=bos_token_id,
-            eos_token_id=eos_token_id,
-            pad_token_id=pad_token_id,
-            tie_word_embeddings=tie_word_embeddings,
-            **kwargs,
-        )
-'''
-
-_PROCESSING_PHI4MM = '''\
-"""Phi4MMProcessor of vlmcap's tiny Phi-4-multimodal checkpoint (local remote code).
-
-The interface of microsoft/Phi-4-multimodal-instruct's ``processing_phi4mm.py`` that vLLM's
-``Phi4MMForCausalLM`` uses, written for vlmcap as thin adapters over transformers' native
-``phi4_multimodal`` processors (which compute the dynamic-HD crops, masks and token counts):
-
-- ``Phi4MMImageProcessor``: ``input_image_embeds`` (the native ``image_pixel_values``),
-  ``image_sizes``, ``image_attention_mask``, ``num_img_tokens``; ``dynamic_hd`` and
-  ``find_closest_aspect_ratio`` as the remote one.
-- ``Phi4MMAudioFeatureExtractor``: ``input_audio_embeds`` (the native ``audio_input_features``).
-- ``Phi4MMProcessor``: ``processor(text=..., images=..., audios=...)``; each ``<|image_i|>``
-  (``<|audio_i|>``) placeholder of the text becomes ``num_img_tokens[i - 1]`` image tokens
-  ``<|endoftext10|>`` (audio: ``<|endoftext11|>``) when that modality is given.
-"""
-
-import re
-
-import torch
-import transformers
-from transformers import BatchFeature, ProcessorMixin
-
-_IMAGE_TOKEN = "<|endoftext10|>"
-_AUDIO_TOKEN = "<|endoftext11|>"
-_PLACEHOLDER = re.compile(r"<\\|(image|audio)_(\\d+)\\|>")
-
-_NativeImageProcessor = getattr(transformers, "Phi4MultimodalImageProcessor", None)
-if _NativeImageProcessor is None:  # transformers 4.x names it ...Fast
-    _NativeImageProcessor = transformers.Phi4MultimodalImageProcessorFast
-
-
-class Phi4MMImageProcessor(_NativeImageProcessor):
-    model_input_names = ["input_image_embeds", "image_sizes", "image_attention_mask"]
-
-    def preprocess(self, images, **kwargs):
-        out = super().preprocess(images, **kwargs)
-        out["input_image_embeds"] = out.pop("image_pixel_values")
-        return out
-
-
-class Phi4MMAudioFeatureExtractor(transformers.Phi4MultimodalFeatureExtractor):
-    model_input_names = ["input_audio_embeds", "audio_embed_sizes", "audio_attention_mask"]
-
-    def __call__(self, raw_speech, *args, **kwargs):
-        # The remote interface takes (waveform, sampling rate) pairs.
-        pairs = isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0
-        if pairs and isinstance(raw_speech[0], tuple):
-            kwargs.setdefault("sampling_rate", raw_speech[0][1])
-            raw_speech = [audio for audio, _sr in raw_speech]
-        # The base class pads by its own first input name; ours (the remote interface's) differ.
-        self.model_input_names = ["audio_input_features", "audio_embed_sizes"]
-        try:
-            out = super().__call__(raw_speech, *args, **kwargs)
-        finally:
-            del self.model_input_names
-        out["input_audio_embeds"] = out.pop("audio_input_features")
-        return out
-
-
-class Phi4MMProcessor(ProcessorMixin):
-    attributes = ["image_processor", "audio_processor", "tokenizer"]
-    image_processor_class = "AutoImageProcessor"
-    audio_processor_class = "AutoFeatureExtractor"
-    tokenizer_class = "AutoTokenizer"
-
-    def __init__(self, image_processor, audio_processor, tokenizer, **kwargs):
-        super().__init__(image_processor, audio_processor, tokenizer, **kwargs)
-
-    @property
-    def special_image_token_id(self):
-        return self.tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN)
-
-    def __call__(self, text=None, images=None, audios=None, return_tensors="pt", **kwargs):
-        texts = [text] if isinstance(text, str) else list(text or [""])
-        image_inputs = {}
-        if images is not None and len(images) > 0:
-            image_inputs = dict(self.image_processor(images, return_tensors="pt"))
-        # Like the published processor: no audio still gives an (empty) input_audio_embeds,
-        # which vLLM 0.26's Phi4MM reads unconditionally.
-        audio_inputs = {"input_audio_embeds": torch.tensor([])}
-        if audios is not None and len(audios) > 0:
-            audio_inputs = dict(self.audio_processor(audios, return_tensors="pt"))
-        counts = {
-            "image": [int(n) for n in image_inputs.pop("num_img_tokens", [])],
-            "audio": [int(n) for n in audio_inputs.get("audio_embed_sizes", [])],
-        }
-        token = {
-            "image": self.tokenizer.convert_tokens_to_ids(_IMAGE_TOKEN),
-            "audio": self.tokenizer.convert_tokens_to_ids(_AUDIO_TOKEN),
-        }
-        input_ids = [self._expand(t, counts, token) for t in texts]
-        longest = max(len(ids) for ids in input_ids)
-        pad = self.tokenizer.pad_token_id or 0
-        data = {
-            "input_ids": [ids + [pad] * (longest - len(ids)) for ids in input_ids],
-            "attention_mask": [[1] * len(ids) + [0] * (longest - len(ids)) for ids in input_ids],
-            **image_inputs,
-            **audio_inputs,
-        }
-        return BatchFeature(data=data, tensor_type=return_tensors)
-
-    def _expand(self, text, counts, token):
-        ids = []
-        pos = 0
-        for match in _PLACEHOLDER.finditer(text):
-            ids += self.tokenizer(text[pos : match.start()], add_special_tokens=False).input_ids
-            modality, index = match.group(1), int(match.group(2))
-            if counts[modality]:
-                if not 1 <= index <= len(counts[modality]):
-                    raise ValueError(
-                        f"{match.group(0)} but {len(counts[modality])} {modality} input(s)"
-                    )
-                ids += [token[modality]] * counts[modality][index - 1]
-            else:  # no data of this modality: the placeholder stays text
-                ids += self.tokenizer(match.group(0), add_special_tokens=False).input_ids
-            pos = match.end()
-        ids += self.tokenizer(text[pos:], add_special_tokens=False).input_ids
-        return ids
-
-    def batch_decode(self, *args, **kwargs):
-        return self.tokenizer.batch_decode(*args, **kwargs)
-
-    def decode(self, *args, **kwargs):
-        return self.tokenizer.decode(*args, **kwargs)
-'''
+REMOTE_CODE = Path(__file__).with_name("_phi4_remote")
+"""The checkpoint's remote-code modules (real package files, linted and type-checked)."""
+REMOTE_MODULES = ("configuration_phi4mm.py", "processing_phi4mm.py")
 
 
 def _train_tokenizer(dest: Path) -> Any:
@@ -523,8 +302,8 @@ def build_phi4(dest: Path, seed: int) -> None:
               metadata={"format": "pt"})
     _vision_lora(cfg, dest / "vision-lora", gen)
     (dest / "config.json").write_text(json.dumps(cfg, indent=2))
-    (dest / "configuration_phi4mm.py").write_text(_CONFIGURATION_PHI4MM)
-    (dest / "processing_phi4mm.py").write_text(_PROCESSING_PHI4MM)
+    for name in REMOTE_MODULES:
+        shutil.copyfile(REMOTE_CODE / name, dest / name)
     auto_map = {
         "AutoProcessor": "processing_phi4mm.Phi4MMProcessor",
         "AutoImageProcessor": "processing_phi4mm.Phi4MMImageProcessor",
