@@ -226,3 +226,5 @@ def test_a_plugin_lora_request_goes_with_every_request() -> None:
     assert all(r.ok and r.stages == 2 for r in res)
     assert llm.llm_engine.loras == [("vision-lora", "echo-test")] * 6
     assert isinstance(EngineAdapter(StubLLM()), vlmcap.Engine)
+    assert isinstance(EngineAdapter(StubLLM()), vlmcap.AddsInParallel), "declared capability"
+    assert not isinstance(FakeEngine(), vlmcap.AddsInParallel), "adds one by one"

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 import vlmcap
-from vlmcap import _scheduler as sched
+from vlmcap import EngineDeadError, _scheduler as sched
 from vlmcap._registry import unregister_plugin
 from vlmcap._vllm_compat import Finished
-from vlmcap.testing._fake import EngineDeadError, FakeEngine, default_text
+from vlmcap.testing._fake import FakeEngine, default_text
 
 from ._plugins import ONE_FRAME, EchoPlugin
 
@@ -70,6 +70,9 @@ class Recorder:
     def abort(self, engine_ids: Sequence[str]) -> None:
         self.engine.abort(engine_ids)
 
+    def close(self) -> None:
+        self.engine.close()
+
 
 def _slow(_id: str, inp: Mapping[str, Any]) -> int:
     """Steps per request: varies with the input, so deaths catch requests mid-way."""
@@ -116,6 +119,8 @@ def test_unfinished_requests_are_resubmitted_and_finished_ones_are_not() -> None
     assert all(r.ok for r in res), res
     assert [r.text for r in res] == [default_text({"prompt": f"clip {i}"}) for i in range(12)]
     assert len(factory.engines) == 1
+    assert first.engine.closed, "the lost engine is closed before it is replaced"
+    assert not factory.engines[0].engine.closed, "the caller's new engine stays open"
     engines = [first, *factory.engines]
     _check_each_stage_ran_to_completion_once(engines)
     # exactly what was in flight when the engine died was resubmitted, first

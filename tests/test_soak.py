@@ -76,6 +76,9 @@ class StrayingEngine:
     def abort(self, engine_ids: Sequence[str]) -> None:
         self.inner.abort(engine_ids)
 
+    def close(self) -> None:
+        self.inner.close()
+
 
 @pytest.fixture
 def soak_plugin() -> Iterator[str]:

@@ -10,6 +10,7 @@ together as :data:`PluginClass`.
 
 from vlmcap._boundary import ArgumentTypeError as ArgumentTypeError
 from vlmcap._captioner import (
+    AddsInParallel as AddsInParallel,
     Captioner as Captioner,
     Engine as Engine,
     auto_processor as auto_processor,
@@ -26,6 +27,7 @@ from vlmcap._contract import (
 )
 from vlmcap._errors import (
     ConfigError as ConfigError,
+    EngineDeadError as EngineDeadError,
     EngineStalledError as EngineStalledError,
     FrameContractError as FrameContractError,
     MetadataError as MetadataError,
@@ -54,6 +56,7 @@ from vlmcap._plugin import (
     PinsNoModel as PinsNoModel,
     PluginClass as PluginClass,
     PluginForm as PluginForm,
+    SupportsLoRA as SupportsLoRA,
     VllmPlugin as VllmPlugin,
     plugin_form as plugin_form,
     resolve_model_path as resolve_model_path,
@@ -100,6 +103,7 @@ __all__ = [
     "PROMPTS",
     "SENT_FRAME_DTYPES",
     "UNKNOWN_CAPTION",
+    "AddsInParallel",
     "ArgumentTypeError",
     "ByteFrames",
     "CaptionResult",
@@ -108,6 +112,7 @@ __all__ = [
     "ConfigError",
     "CurrentPlugin",
     "Engine",
+    "EngineDeadError",
     "EngineStalledError",
     "FloatFrames",
     "FrameContractError",
@@ -124,6 +129,7 @@ __all__ = [
     "PluginForm",
     "PromptError",
     "QualitySettings",
+    "SupportsLoRA",
     "TokenCounts",
     "UnknownVariantError",
     "UnsupportedSettingError",

@@ -29,6 +29,7 @@ from vlmcap._errors import ConfigError, EngineStalledError, FrameContractError, 
 from vlmcap._frames import Frames, check_frames
 from vlmcap._plugin import (
     PluginClass,
+    SupportsLoRA,
     call_make_llm_input,
     call_model,
     call_processor,
@@ -53,7 +54,13 @@ log = logging.getLogger("vlmcap")
 
 @runtime_checkable
 class Engine(Protocol):
-    """**Protocol:** what the driver needs from an engine (``EngineAdapter`` or a test fake)."""
+    """**Protocol:** what the driver needs from an engine (``EngineAdapter`` or a test fake).
+
+    An engine that is lost as a whole (its core process gone) raises
+    :class:`~vlmcap.EngineDeadError` from ``add`` or ``step``; anything else ``add`` raises
+    rejects that one request. Optional capabilities are declared by protocols of their own
+    (:class:`AddsInParallel`), never probed attribute by attribute.
+    """
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
         """Submit a request; raise if it is rejected."""
@@ -64,6 +71,27 @@ class Engine(Protocol):
 
     def abort(self, engine_ids: Sequence[str]) -> None:
         """Drop requests still in flight."""
+
+    def close(self) -> None:
+        """Release what the engine holds on the client side (threads, queued work).
+
+        Called when the driver gives a lost engine up; the engine's processes are the owner's.
+        """
+
+
+@runtime_checkable
+class AddsInParallel(Engine, Protocol):
+    """**Capability:** an engine that prepares a batch of requests in parallel (vLLM's adapter).
+
+    ``add_many`` returns one entry per item: ``None``, or the exception that rejected it (a
+    dead engine raises instead); requests may also come back from ``step`` as errors.
+    """
+
+    def add_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], params: Any
+    ) -> list[Exception | None]:
+        """Submit ``items`` (``(engine_id, inputs)``) together."""
+        ...
 
 
 def vllm_model(config: VllmConfig) -> Any:
@@ -176,9 +204,9 @@ def as_engine(llm: Any, lora_request: Any = None) -> Engine:
 
 
 def _plugin_lora(plugin: PluginClass, config: VllmConfig) -> Any:
-    """The LoRA adapter a plugin needs on every request (``plugin.lora_request``), if any."""
-    make = getattr(plugin, "lora_request", None)
-    return make(config) if callable(make) else None
+    """The LoRA adapter a plugin needs on every request (:class:`SupportsLoRA`), if any."""
+    declared: object = plugin  # a class object: its class methods make up the protocol
+    return declared.lora_request(config) if isinstance(declared, SupportsLoRA) else None
 
 
 def _decode(plugin: PluginClass, fin: Finished) -> sched.Outcome:
@@ -214,7 +242,7 @@ def _submit(
 ) -> list[sched.Outcome]:
     """Add each submission to the engine; a rejection becomes that request's error outcome.
 
-    Engines with ``add_many`` (the vLLM adapter) render the batch in parallel.
+    Engines that can (:class:`AddsInParallel`, the vLLM adapter) render the batch in parallel.
     """
     errors: list[Exception | None] = []
     items: list[tuple[str, Mapping[str, Any]]] = []
@@ -224,9 +252,8 @@ def _submit(
             errors.append(None)
         except Exception as exc:  # noqa: BLE001 - one bad request never sinks the batch
             errors.append(exc)
-    add_many = getattr(engine, "add_many", None)
-    if callable(add_many):
-        added = iter(add_many(items, params))
+    if isinstance(engine, AddsInParallel):
+        added = iter(engine.add_many(items, params))
     else:
         added = iter(_add_each(engine, items, params))
     errors = [e if e is not None else next(added) for e in errors]
@@ -442,12 +469,10 @@ def _recover(  # noqa: PLR0913 - state of one recovery, passed explicitly
 
 def _retire(engine: Engine, llm: Any) -> None:
     """Best effort: stop a lost engine's render threads and processes before replacing it."""
-    close = getattr(engine, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:
-            log.exception("closing the lost engine failed")
+    try:
+        engine.close()
+    except Exception:
+        log.exception("closing the lost engine failed")
     shutdown_llm(llm)
 
 

@@ -85,3 +85,11 @@ class PluginError(VlmcapError, TypeError):
 
 class EngineStalledError(VlmcapError, TimeoutError):
     """The engine made no progress for longer than the configured stall timeout."""
+
+
+class EngineDeadError(VlmcapError, RuntimeError):
+    """The whole engine is lost (its core process is gone), not one request.
+
+    Raised by vlmcap's engine adapter and by test fakes; the driver treats vLLM's own
+    ``EngineDeadError`` (any version, recognised by name) the same way.
+    """

@@ -522,6 +522,20 @@ class PinsNoModel(Protocol):
     pins_no_model: ClassVar[Literal[True]]
 
 
+@runtime_checkable
+class SupportsLoRA(Protocol):
+    """**Capability:** a plugin whose model needs a LoRA adapter on every request.
+
+    ``lora_request(config)`` returns vLLM's ``LoRARequest`` for the checkpoint; vlmcap's engine
+    adapter attaches it to every request it adds (Phi-4-multimodal's vision works this way).
+    """
+
+    @classmethod
+    def lora_request(cls, config: VllmConfig | None = None) -> Any:
+        """The adapter every request of ``config``'s engine carries."""
+        ...
+
+
 def pins_no_model(plugin: object) -> bool:
     """True when ``plugin`` declares :class:`PinsNoModel`, or has no model id to give."""
     if getattr(plugin, "pins_no_model", False) is True:

@@ -49,7 +49,7 @@ from typing import Any
 
 import attrs
 
-from vlmcap._errors import UnsupportedSettingError
+from vlmcap._errors import EngineDeadError, UnsupportedSettingError
 from vlmcap._records import VllmConfig
 
 
@@ -301,17 +301,15 @@ def shutdown_llm(llm: Any) -> None:
             logging.getLogger("vlmcap").debug("engine shutdown failed", exc_info=True)
 
 
-class EngineDeadError(RuntimeError):
-    """The engine's core process is gone (raised by :class:`EngineAdapter`; vLLM has its own)."""
-
-
 def is_engine_dead(exc: BaseException) -> bool:
     """True for errors that mean the whole engine is lost, not one request.
 
-    Matches vLLM's ``EngineDeadError`` (any version) and this module's by class name, so the
-    check needs no vLLM import and test fakes can raise their own ``EngineDeadError``.
+    vlmcap's :class:`~vlmcap.EngineDeadError`, and vLLM's own (any version: matched by class
+    name, so the check needs no vLLM import).
     """
-    return any(cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__)
+    return isinstance(exc, EngineDeadError) or any(
+        cls.__name__ == "EngineDeadError" for cls in type(exc).__mro__
+    )
 
 
 def make_sampling_params(config: VllmConfig) -> Any:

@@ -321,6 +321,9 @@ class _EngineTimer:
     def abort(self, ids: Any) -> None:
         self._engine.abort(ids)
 
+    def close(self) -> None:
+        self._engine.close()
+
 
 def render_seconds_per_clip(llm: Any, clips: list[torch.Tensor], ids: list[int]) -> float:
     """Frontend (HF processor) time of one request, single-threaded."""

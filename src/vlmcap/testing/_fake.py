@@ -1,6 +1,7 @@
 """A fake engine for fault injection and for properties that need thousands of examples.
 
-It speaks the driver's :class:`vlmcap.Engine` protocol (``add``/``step``/``abort``) and returns
+It speaks the driver's :class:`vlmcap.Engine` protocol (``add``/``step``/``abort``/``close``;
+a dead one raises :class:`vlmcap.EngineDeadError`) and returns
 output objects shaped like ``vllm.RequestOutput`` (``request_id``, ``finished``,
 ``prompt_token_ids``, ``outputs[0].text/token_ids/finish_reason``), so plugins' ``decode`` runs
 on them unchanged. ``test_fake_engine_agrees_with_the_real_one`` (``tests/test_engine_cpu.py``)
@@ -13,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from vlmcap._errors import EngineDeadError
 from vlmcap._vllm_compat import Finished
 
 
@@ -57,10 +59,6 @@ def default_text(inputs: Mapping[str, Any]) -> str:
     return f"caption-{digest}"
 
 
-class EngineDeadError(RuntimeError):
-    """What a dead fake engine raises (named like vLLM's, which the driver recognises)."""
-
-
 @attrs.define
 class _Pending:
     inputs: Mapping[str, Any]
@@ -96,6 +94,7 @@ class FakeEngine:
     aborted: list[str] = attrs.field(factory=list)
     peak_inflight: int = 0
     step_calls: int = 0
+    closed: bool = False
     _pending: dict[str, _Pending] = attrs.field(factory=dict)
 
     def add(self, engine_id: str, inputs: Mapping[str, Any], params: Any) -> None:
@@ -150,6 +149,10 @@ class FakeEngine:
         for engine_id in engine_ids:
             self.aborted.append(engine_id)
             self._pending.pop(engine_id, None)
+
+    def close(self) -> None:
+        """Release the engine's client-side resources (recorded: the driver closes lost ones)."""
+        self.closed = True
 
     @property
     def dead(self) -> bool:
