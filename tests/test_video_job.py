@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import vlmcap
+from vlmcap import _captioner
 from vlmcap.testing._fake import FakeEngine
 from vlmcap.testing._samples import broken_media, sample_image, sample_videos
 from vlmcap.video import (
@@ -510,6 +511,8 @@ def test_a_dead_engine_is_rebuilt_and_every_window_still_captioned(
         return fresh[-1]
 
     monkeypatch.setattr(job, "vllm_model", build)
+    stopped: list[Any] = []
+    monkeypatch.setattr(_captioner, "shutdown_llm", stopped.append)
     dying = FakeEngine(steps=lambda _id, _inp: 2, die_after=1)
     rows = list(
         caption_paths(
@@ -521,6 +524,24 @@ def test_a_dead_engine_is_rebuilt_and_every_window_still_captioned(
     assert [r.window_index for r in rows] == list(range(_expected_windows(media["video1"])))
     assert all(r.ok for r in rows), [r.error for r in rows if not r.ok]
     assert len(fresh[0].added) == len(rows)  # everything was unfinished when the engine died
+    # one engine owner: the lost engine is shut down at the rebuild, the job's own at its end
+    assert stopped == [dying, fresh[0]]
+
+
+def test_a_callers_engine_is_left_running(
+    media: dict[str, Path], qwen_config: Any, processor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stopped: list[Any] = []
+    monkeypatch.setattr(_captioner, "shutdown_llm", stopped.append)
+    engine = FakeEngine()
+    rows = list(
+        caption_paths(
+            media["video0"], qwen_config, llm=engine, processor=processor, progress=False,
+            settings=SETTINGS,
+        )
+    )
+    assert rows and all(r.ok for r in rows)
+    assert stopped == [], "the caller's engine is the caller's"
 
 
 def test_the_engine_stays_full_across_files_and_rows_keep_input_order(

@@ -291,40 +291,65 @@ Feed = Callable[[int, bool], Sequence[VllmCaptionRequest] | None]
 more will ever come. ``idle``: nothing is queued or in flight, so the feed may wait briefly."""
 
 
-def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
+@attrs.frozen
+class Hooks:
+    """What the driver calls for each request: the plugin's side, and the engine's replacement."""
+
+    prepare: Callable[[sched.Job], Mapping[str, Any]]
+    """The engine inputs of a job (stage 1 is checked here; a raise is that input's error)."""
+    decode: Callable[[Finished], sched.Outcome]
+    """A finished request's outcome (the plugin's ``decode``)."""
+    refine: sched.Refine
+    """The stage-2 request after a stage-1 caption (the plugin's ``make_refined_llm_request``)."""
+    rebuild: Rebuild | None = None
+    """Retire a lost engine and return its replacement; ``None``: a lost engine is not replaced."""
+
+
+@attrs.frozen
+class Policy:
+    """How the driver runs: sampling, patience with a silent engine, rebuilds, read-ahead."""
+
+    params: Any
+    """vLLM ``SamplingParams`` for every request."""
+    stall_timeout_s: float
+    """An engine that finishes nothing for this long while it has work is lost."""
+    max_retries: int = 0
+    """Rebuilds per call (with :attr:`Hooks.rebuild`)."""
+    lookahead: int = 0
+    """Inputs asked of ``feed`` ahead, queued or in flight (0: ``state.max_inflight``, or 256)."""
+    clock: Callable[[], float] = time.monotonic
+
+
+def drive(
     engine: Engine,
     state: sched.SchedulerState,
-    *,
-    params: Any,
-    decode: Callable[[Finished], sched.Outcome],
-    refine: sched.Refine,
-    prepare: Callable[[sched.Job], Mapping[str, Any]],
-    stall_timeout_s: float,
-    clock: Callable[[], float] = time.monotonic,
-    rebuild: Rebuild | None = None,
-    max_retries: int = 0,
+    hooks: Hooks,
+    policy: Policy,
     feed: Feed | None = None,
-    lookahead: int = 0,
 ) -> Iterator[tuple[int, CaptionResult]]:
     """Run the scheduler on ``engine``; yield ``(index, result)`` as each input's result is final.
 
+    The one driver: :func:`caption_results`, :func:`caption_stream`, :func:`vllm_caption`,
+    :class:`Captioner`, the file job and the Ray engine actor all run on it.
+
     Ends once every input has a result and ``feed`` (if any) is exhausted. Results are released
     from the state as they are yielded, so a long stream holds only unfinished inputs. ``feed``
-    is asked for more inputs whenever fewer than ``lookahead``
-    (default ``state.max_inflight``, or 256 when that is unlimited) are queued or in flight, so
-    the engine stays full across inputs that arrive over time.
+    is asked for more inputs whenever fewer than :attr:`Policy.lookahead` are queued or in
+    flight, so the engine stays full across inputs that arrive over time.
 
     A request the engine rejects, or whose decode/refine fails, becomes that input's error.
     An engine whose ``add``/``step`` raises an engine-level error (``step`` raising anything, or
-    ``add`` raising an ``EngineDeadError``), or that finishes nothing for ``stall_timeout_s``
-    while it has work, is lost: with ``rebuild``, up to ``max_retries`` times, it is replaced and
-    only the requests in flight are resubmitted (:func:`~vlmcap._scheduler.requeue_inflight`);
-    after that, or without ``rebuild``, the remaining inputs end with the cause as their error
-    (a stream's later inputs then run on the same engine and fail the same way if it is gone).
+    ``add`` raising an ``EngineDeadError``), or that finishes nothing for
+    :attr:`Policy.stall_timeout_s` while it has work, is lost: with :attr:`Hooks.rebuild`, up to
+    :attr:`Policy.max_retries` times, it is replaced and only the requests in flight are
+    resubmitted (:func:`~vlmcap._scheduler.requeue_inflight`); after that, or without a rebuild,
+    the remaining inputs end with the cause as their error (a stream's later inputs then run on
+    the same engine and fail the same way if it is gone).
     """
+    clock = policy.clock
     last_progress = clock()
     retries = 0
-    room_for = lookahead or state.max_inflight or 256
+    room_for = policy.lookahead or state.max_inflight or 256
     open_feed = feed is not None
     try:
         while open_feed or not sched.is_done(state):
@@ -334,15 +359,15 @@ def drive_iter(  # noqa: PLR0913 - the driver's knobs are all needed
                     last_progress = clock()  # waiting for input is not a stall
                     continue
             state, subs = sched.admit(state)
-            outcomes, lost = _run_step(engine, state, subs, params, prepare, decode)
+            outcomes, lost = _run_step(engine, state, subs, policy.params, hooks)
             if outcomes:  # with a failure: the rejections seen before it
-                state = sched.settle(state, outcomes, refine)
+                state = sched.settle(state, outcomes, hooks.refine)
                 last_progress = clock()
-            elif lost is None and clock() - last_progress > stall_timeout_s:
-                lost = _stalled(engine, state, stall_timeout_s)
+            elif lost is None and clock() - last_progress > policy.stall_timeout_s:
+                lost = _stalled(engine, state, policy.stall_timeout_s)
             if lost is not None:
                 state, engine, retries = _recover(
-                    state, engine, lost, rebuild, retries, max_retries
+                    state, engine, lost, hooks.rebuild, retries, policy
                 )
                 last_progress = clock()
             state, done = sched.release(state)
@@ -375,20 +400,19 @@ def _top_up(
     return sched.extend(state, new), True
 
 
-def _run_step(  # noqa: PLR0913 - one engine round trip
+def _run_step(
     engine: Engine,
     state: sched.SchedulerState,
     subs: Sequence[sched.Submission],
     params: Any,
-    prepare: Callable[[sched.Job], Mapping[str, Any]],
-    decode: Callable[[Finished], sched.Outcome],
+    hooks: Hooks,
 ) -> tuple[list[sched.Outcome], str | None]:
     """Submit ``subs`` and step once: the outcomes, and the cause if the engine was lost."""
     outcomes: list[sched.Outcome] = []
     try:
-        outcomes = _submit(engine, subs, params, prepare)
+        outcomes = _submit(engine, subs, params, hooks.prepare)
         if state.inflight.keys() - {o.engine_id for o in outcomes}:
-            outcomes += [decode(f) for f in engine.step()]
+            outcomes += [hooks.decode(f) for f in engine.step()]
     except Exception as exc:
         log.exception("engine failed")
         return outcomes, f"engine failed: {type(exc).__name__}: {exc}"
@@ -405,53 +429,16 @@ def _stalled(engine: Engine, state: sched.SchedulerState, stall_timeout_s: float
     return f"{type(err).__name__}: {err}"
 
 
-def drive(  # noqa: PLR0913 - the driver's knobs are all needed
-    engine: Engine,
-    state: sched.SchedulerState,
-    *,
-    params: Any,
-    decode: Callable[[Finished], sched.Outcome],
-    refine: sched.Refine,
-    prepare: Callable[[sched.Job], Mapping[str, Any]],
-    stall_timeout_s: float,
-    clock: Callable[[], float] = time.monotonic,
-    on_result: Callable[[int, CaptionResult], None] | None = None,
-    rebuild: Rebuild | None = None,
-    max_retries: int = 0,
-) -> list[CaptionResult]:
-    """Run the scheduler on ``engine`` until every input has a result (see :func:`drive_iter`).
-
-    ``on_result`` is called once per input as its result is final. Returns the results in
-    input order.
-    """
-    got: dict[int, CaptionResult] = {}
-    for idx, res in drive_iter(
-        engine,
-        state,
-        params=params,
-        decode=decode,
-        refine=refine,
-        prepare=prepare,
-        stall_timeout_s=stall_timeout_s,
-        clock=clock,
-        rebuild=rebuild,
-        max_retries=max_retries,
-    ):
-        got[idx] = res
-        if on_result is not None:
-            on_result(idx, res)
-    return [got[i] for i in range(state.total)]
-
-
 def _recover(  # noqa: PLR0913 - state of one recovery, passed explicitly
     state: sched.SchedulerState,
     engine: Engine,
     cause: str,
     rebuild: Rebuild | None,
     retries: int,
-    max_retries: int,
+    policy: Policy,
 ) -> tuple[sched.SchedulerState, Engine, int]:
     """Replace a lost engine and requeue what was in flight, or end the rest with ``cause``."""
+    max_retries = policy.max_retries
     while rebuild is not None and retries < max_retries:
         retries += 1
         log.warning("engine lost (%s); rebuilding it, retry %d of %d", cause, retries, max_retries)
@@ -553,22 +540,15 @@ def caption_results(  # noqa: PLR0913 - the seed's signature
         state = sched.start(requests, max_inflight=max_inflight_requests)
     else:
         state = sched.start(requests, max_inflight=config.batch_size, barrier=True)
+    got: dict[int, CaptionResult] = {}
     try:
-        results = drive(
-            run.engine,
-            state,
-            params=sampling_params,
-            decode=run.decode,
-            refine=run.refine,
-            prepare=run.prepare,
-            stall_timeout_s=config.stall_timeout_s,
-            on_result=on_result,
-            rebuild=run.replace if rebuild is not None else None,
-            max_retries=config.max_retries,
-        )
+        for index, result in drive(run.engine, state, run.hooks(), run.policy(sampling_params)):
+            got[index] = result
+            if on_result is not None:
+                on_result(index, result)
     finally:
         run.close()
-    return results
+    return [got[i] for i in range(state.total)]
 
 
 @boundary
@@ -633,18 +613,9 @@ def caption_stream(  # noqa: PLR0913 - caption_results' arguments
         return new
 
     try:
-        for index, result in drive_iter(
-            run.engine,
-            sched.start([], max_inflight=max_inflight_requests),
-            params=sampling_params,
-            decode=run.decode,
-            refine=run.refine,
-            prepare=run.prepare,
-            stall_timeout_s=config.stall_timeout_s,
-            rebuild=run.replace if rebuild is not None else None,
-            max_retries=config.max_retries,
-            feed=feed,
-        ):
+        state = sched.start([], max_inflight=max_inflight_requests)
+        hooks, policy = run.hooks(), run.policy(sampling_params)
+        for index, result in drive(run.engine, state, hooks, policy, feed):
             run.forget(index)
             yield index, result
     finally:
@@ -705,6 +676,15 @@ class _Run:
     def decode(self, fin: Finished) -> sched.Outcome:
         return _decode(self.plugin, fin)
 
+    def hooks(self) -> Hooks:
+        """The call's :class:`Hooks` (a rebuild only when the caller gave a factory)."""
+        rebuild = self.replace if self._rebuild is not None else None
+        return Hooks(self.prepare, self.decode, self.refine, rebuild)
+
+    def policy(self, params: Any) -> Policy:
+        """The call's :class:`Policy`, from the config."""
+        return Policy(params, self.config.stall_timeout_s, self.config.max_retries)
+
     def replace(self, lost: Engine) -> Engine:
         if self._rebuild is None:  # pragma: no cover - drive only calls this with a rebuild
             raise ConfigError("no rebuild factory")
@@ -738,10 +718,12 @@ class Captioner:
         processor: default :func:`auto_processor` of ``config``.
         sampling_params: default :func:`sampling_params` of ``config``.
         build: makes an engine; default ``vllm_model(config)`` (the plugin's ``model``).
+        owns_engine: ``False`` leaves the given ``llm`` running at :meth:`close` (the caller
+            keeps it); an engine built here, first or after a loss, is always shut down.
     """
 
     @boundary
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the owned engine's parts, all keyword-only
         self,
         config: VllmConfig,
         *,
@@ -749,9 +731,11 @@ class Captioner:
         processor: Any = None,
         sampling_params: Any = None,
         build: Callable[[], Any] | None = None,
+        owns_engine: bool = True,
     ) -> None:
         self.config = config
         self._build: Callable[[], Any] = build or (lambda: vllm_model(config))
+        self._owns = owns_engine or llm is None
         self._llm: Any = llm if llm is not None else self._build()
         self.processor: Any = processor if processor is not None else auto_processor(config)
         self.sampling_params: Any = (
@@ -768,6 +752,7 @@ class Captioner:
     def _rebuild(self) -> Any:
         self._llm = None  # the old one is shut down; never hand it out again
         self._llm = self._build()
+        self._owns = True
         self.rebuilds += 1
         return self._llm
 
@@ -783,7 +768,7 @@ class Captioner:
     ) -> list[CaptionResult]:
         """:func:`caption_results` on the owned engine, rebuilding it if it dies or stalls."""
         if self._llm is None:
-            self._llm = self._build()  # a rebuild failed last time: try again
+            self._llm = self._build()  # closed, or a rebuild failed last time: try again
         return caption_results(
             model_inputs,
             self._llm,
@@ -818,10 +803,14 @@ class Captioner:
         )
 
     def close(self) -> None:
-        """Shut the engine down (best effort); a later :meth:`caption` builds a new one."""
+        """Shut the engine down (best effort); a later :meth:`caption` builds a new one.
+
+        A caller's engine given with ``owns_engine=False`` is left running.
+        """
         llm, self._llm = self._llm, None
-        if llm is not None:
+        if llm is not None and self._owns:
             shutdown_llm(llm)
+        self._owns = True  # whatever is built after this is ours
 
     def __enter__(self) -> "Captioner":  # noqa: PYI034 - beartype (the test hook) rejects Self here
         return self

@@ -33,12 +33,7 @@ import attrs
 from tqdm import tqdm
 
 from vlmcap._boundary import boundary
-from vlmcap._captioner import (
-    auto_processor,
-    caption_stream,
-    sampling_params,
-    vllm_model,
-)
+from vlmcap._captioner import Captioner, auto_processor, sampling_params, vllm_model
 from vlmcap._errors import ConfigError, ModelNotFoundError, VlmcapError
 from vlmcap._model_ids import MODEL_IDS
 from vlmcap._plugin import call_model_path
@@ -46,7 +41,6 @@ from vlmcap._prompts import check_prompt, get_prompt
 from vlmcap._quality import REJECTION, Captioned, QualityTally, retry_sampling
 from vlmcap._records import CaptionResult, VllmConfig
 from vlmcap._registry import get_plugin
-from vlmcap._vllm_compat import shutdown_llm
 from vlmcap.video._decode import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE,
@@ -356,7 +350,12 @@ class _Producer:
 
 
 class _Captioner:
-    """Builds the engine on first use and captions batches of windows."""
+    """Captions the job's windows through one :class:`vlmcap.Captioner`, built on first use.
+
+    The :class:`~vlmcap.Captioner` owns the engine (the one engine owner of the library, the
+    file job and the Ray engine actor): it builds it, replaces it when it is lost, and shuts
+    down what it built; a caller's engine stays the caller's.
+    """
 
     def __init__(  # noqa: PLR0913 - the job's engine settings
         self,
@@ -369,43 +368,50 @@ class _Captioner:
     ) -> None:
         self.config = config
         self.prompt = prompt
-        self.llm = llm
-        self.processor = processor
+        self._llm = llm
+        self._processor = processor
         self.stats = stats
         self.fingerprint = fingerprint
-        self._params: Any = None
-        self.owns_engine = llm is None
+        self.engine: Captioner | None = None
+        """Built when the first window needs it: a fully resumed run starts no engine."""
         self.retry = False
         """Sample as a retry (:func:`vlmcap._quality.retry_sampling`): a temperature bump."""
 
-    def _ensure_engine(self) -> None:
+    def _ensure_engine(self) -> Captioner:
+        if self.engine is not None:
+            return self.engine
         t0 = time.monotonic()
-        if self.processor is None:
-            self.processor = auto_processor(self.config)
-        if self.llm is None:
-            self.llm = vllm_model(self.config)
-        if self._params is None:
-            config = self.config
-            if self.retry:
-                config = attrs.evolve(
-                    config, sampling=retry_sampling(config.sampling, config.quality)
-                )
-                s = config.sampling
-                self.stats.retry_sampling = f"temperature {s.temperature}, top-p {s.top_p}"
-            self._params = sampling_params(config)
+        config = self.config
+        if self.retry:
+            config = attrs.evolve(config, sampling=retry_sampling(config.sampling, config.quality))
+            s = config.sampling
+            self.stats.retry_sampling = f"temperature {s.temperature}, top-p {s.top_p}"
+        processor = self._processor if self._processor is not None else auto_processor(config)
+        self.engine = Captioner(
+            self.config,
+            llm=self._llm,
+            processor=processor,
+            sampling_params=sampling_params(config),
+            build=self._build,
+            owns_engine=self._llm is None,
+        )
         self.stats.engine_start_s += time.monotonic() - t0
+        return self.engine
+
+    def _build(self) -> Any:
+        """A new engine for the job (the first one, or one to replace a lost engine)."""
+        return vllm_model(self.config)
+
+    @property
+    def processor(self) -> Any:
+        """The engine's processor (the engine is built first)."""
+        return self._ensure_engine().processor
 
     def shutdown(self) -> None:
         """Stop the engine if this job built it (a caller's engine is the caller's)."""
-        llm, self.llm = self.llm, None
-        if self.owns_engine and llm is not None:
-            shutdown_llm(llm)
-
-    def _rebuild(self) -> Any:
-        """A new engine after the old one died or stalled (caption_results shut it down)."""
-        self.llm = None  # never reuse the lost engine, even if building a new one fails
-        self.llm = vllm_model(self.config)
-        return self.llm
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.close()
 
     def _inputs(self, w: WindowItem) -> dict[str, Any] | CaptionResult:
         return window_inputs(w, self.config, self.processor, self.prompt)
@@ -429,7 +435,7 @@ class _Captioner:
         The engine is topped up to ``max_inflight`` windows as captions finish, so it never
         drains between files or batches; rows leave through ``order`` in input order.
         """
-        self._ensure_engine()
+        engine = self._ensure_engine()
         order.bar.unpause()  # the rate and ETA leave the engine's start-up out
         owners: dict[int, _Slot] = {}  # stream index -> the window's place in the output
         fed = itertools.count()  # the stream numbers its inputs 0, 1, ... as they are fed
@@ -453,15 +459,7 @@ class _Captioner:
 
         t0 = time.monotonic()
         try:
-            for index, result in caption_stream(
-                feed(),
-                self.llm,
-                self.processor,
-                self._params,
-                self.config,
-                max_inflight,
-                rebuild=self._rebuild,
-            ):
+            for index, result in engine.stream(feed(), max_inflight):
                 slot = owners.pop(index)
                 assert isinstance(slot.item, WindowItem)  # noqa: S101 - owners hold windows only
                 slot.row, slot.item = self._row(slot.item, result), None
