@@ -13,7 +13,7 @@ import pytest
 from hypothesis import assume, given, strategies as st
 
 import vlmcap
-from vlmcap._captioner import as_engine
+from vlmcap._driver import as_engine
 from vlmcap._vllm_compat import build_llm, shutdown_llm
 from vlmcap.bench._stats import counter_delta, counters, video_reuse
 from vlmcap.plugins.kit import chat_token_ids

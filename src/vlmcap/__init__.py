@@ -10,9 +10,7 @@ together as :data:`PluginClass`.
 
 from vlmcap._boundary import ArgumentTypeError as ArgumentTypeError
 from vlmcap._captioner import (
-    AddsInParallel as AddsInParallel,
     Captioner as Captioner,
-    Engine as Engine,
     auto_processor as auto_processor,
     caption_results as caption_results,
     caption_stream as caption_stream,
@@ -25,6 +23,7 @@ from vlmcap._contract import (
     PluginContractError as PluginContractError,
     Video as Video,
 )
+from vlmcap._driver import AddsInParallel as AddsInParallel, Engine as Engine
 from vlmcap._errors import (
     ConfigError as ConfigError,
     EngineDeadError as EngineDeadError,

@@ -34,7 +34,7 @@ import torch
 
 import vlmcap
 from vlmcap import _vllm_compat
-from vlmcap._captioner import as_engine
+from vlmcap._driver import as_engine
 from vlmcap.bench import _peers
 from vlmcap.bench._stats import ModeResult, count_tokens, measured
 from vlmcap.plugins.kit import chat_token_ids
