@@ -136,7 +136,7 @@ def test_engine_actor_merges_concurrent_batches_into_one_engine_batch() -> None:
     """The Ray engine actor's calls share one stream: the engine sees both batches at once."""
     pytest.importorskip("ray")
     from vlmcap.ray._actors import Batch, EngineWorker, Work
-    from vlmcap.video import image_plan
+    from vlmcap.video._windows import image_plan
 
     class UntilBoth(FakeEngine):
         """Finishes nothing until both batches are in (or 10 s pass): no race on thread start.

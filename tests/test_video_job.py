@@ -43,6 +43,7 @@ from vlmcap.video import (
     read_rows,
     scan_inputs,
 )
+from vlmcap.video._results import model_identity
 
 
 SETTINGS = WindowSettings(window_size=32, remainder_threshold=16)
@@ -229,17 +230,17 @@ def test_the_model_is_keyed_by_its_files_not_by_how_its_path_is_spelled(
         assert {r.fingerprint for r in rows} == {first[0].fingerprint}
     copy = tmp_path / "copy"
     shutil.copytree(model, copy)
-    same = vlmcap.video.model_identity(copy)
-    assert same == vlmcap.video.model_identity(model), "a copy is the same model"
+    same = model_identity(copy)
+    assert same == model_identity(model), "a copy is the same model"
     config = json.loads((copy / "config.json").read_text())
     (copy / "config.json").write_text(json.dumps({**config, "rms_norm_eps": 1e-3}))
-    assert vlmcap.video.model_identity(copy) != same, "another config is another model"
+    assert model_identity(copy) != same, "another config is another model"
     (copy / "config.json").write_text(json.dumps(config))
     weights = next(copy.glob("*.safetensors"))
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF  # one byte of the weights
     weights.write_bytes(bytes(data))
-    assert vlmcap.video.model_identity(copy) != same, "other weights are another model"
+    assert model_identity(copy) != same, "other weights are another model"
 
 
 def test_retry_errors_captions_error_rows_again_and_keeps_one_row_each(

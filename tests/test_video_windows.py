@@ -11,14 +11,11 @@ from vlmcap.video import (
     Window,
     WindowSettings,
     compute_windows,
-    image_plan,
     plan_windows,
-    sample_count,
     sample_indices,
-    sampled_fps,
     window_metadata,
-    window_seconds,
 )
+from vlmcap.video._windows import image_plan, sample_count, sampled_fps, window_seconds
 
 
 fps_values = st.floats(min_value=1.0, max_value=240.0, allow_nan=False, allow_infinity=False)

@@ -21,7 +21,6 @@ from vlmcap._captioner import (
 )
 from vlmcap._contract import (
     PluginContractError as PluginContractError,
-    Video as Video,
 )
 from vlmcap._driver import AddsInParallel as AddsInParallel, Engine as Engine
 from vlmcap._errors import (
@@ -38,8 +37,6 @@ from vlmcap._errors import (
     VlmcapError as VlmcapError,
 )
 from vlmcap._frames import (
-    ByteFrames as ByteFrames,
-    FloatFrames as FloatFrames,
     Frames as Frames,
     check_frames as check_frames,
 )
@@ -79,7 +76,6 @@ from vlmcap._records import (
     VllmSamplingConfig as VllmSamplingConfig,
 )
 from vlmcap._registry import (
-    ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
     available_variants as available_variants,
     get_plugin as get_plugin,
     register_plugin as register_plugin,
@@ -88,15 +84,12 @@ from vlmcap._resize import smart_resize as smart_resize
 from vlmcap._vllm_compat import LLM as LLM
 from vlmcap.video import (
     MediaError as MediaError,
-    WindowCaption as WindowCaption,
-    WindowSettings as WindowSettings,
     caption_paths as caption_paths,
 )
 
 
 __all__ = [
     "DEFAULT_STAGE2_PROMPT",
-    "ENTRY_POINT_GROUP",
     "LLM",
     "MODEL_IDS",
     "PROMPTS",
@@ -104,7 +97,6 @@ __all__ = [
     "UNKNOWN_CAPTION",
     "AddsInParallel",
     "ArgumentTypeError",
-    "ByteFrames",
     "CaptionResult",
     "CaptionStatus",
     "Captioner",
@@ -113,7 +105,6 @@ __all__ = [
     "Engine",
     "EngineDeadError",
     "EngineStalledError",
-    "FloatFrames",
     "FrameContractError",
     "Frames",
     "GuidePlugin",
@@ -132,15 +123,12 @@ __all__ = [
     "TokenCounts",
     "UnknownVariantError",
     "UnsupportedSettingError",
-    "Video",
     "VideoMetadata",
     "VllmCaptionRequest",
     "VllmConfig",
     "VllmPlugin",
     "VllmSamplingConfig",
     "VlmcapError",
-    "WindowCaption",
-    "WindowSettings",
     "auto_processor",
     "available_variants",
     "caption_paths",

@@ -511,8 +511,8 @@ def caption_paths_ray(  # noqa: PLR0913 - mirrors vlmcap.caption_paths
         stats: filled in while the job runs (``caption_s`` and ``engine_start_s`` stay 0).
 
     Yields:
-        One :class:`~vlmcap.WindowCaption` per window (or per undecodable file), each durable in
-        ``out`` before it is yielded.
+        One :class:`~vlmcap.video.WindowCaption` per window (or per undecodable file), each
+        durable in ``out`` before it is yielded.
 
     Raises:
         ConfigError, PromptError: bad arguments (before any work).

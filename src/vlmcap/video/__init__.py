@@ -2,7 +2,7 @@
 
 - Pure core: :func:`compute_windows`, :func:`sample_indices`, :func:`window_metadata`,
   :func:`plan_windows` over frozen records (:class:`Window`, :class:`WindowSettings`,
-  :class:`WindowPlan`); :class:`WindowCaption` rows and :class:`ResumeIndex` bookkeeping.
+  :class:`WindowPlan`); :class:`WindowCaption` rows and the resume bookkeeping.
 - I/O edges: :func:`probe` / :func:`iter_decoded` / :func:`decode_windows` (PyAV, one pass per
   file) and :func:`open_sink` (JSON Lines file or Parquet folder, durable and resumable).
 - The job: :func:`caption_paths`, used by ``vlmcap caption``.
@@ -11,19 +11,13 @@
 from vlmcap.video._decode import (
     DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS,
     DEFAULT_MAX_SIDE as DEFAULT_MAX_SIDE,
-    IMAGE_EXTENSIONS as IMAGE_EXTENSIONS,
     MEDIA_EXTENSIONS as MEDIA_EXTENSIONS,
-    VIDEO_EXTENSIONS as VIDEO_EXTENSIONS,
     DecodedWindow as DecodedWindow,
     MediaInfo as MediaInfo,
-    check_media_file as check_media_file,
     decode_windows as decode_windows,
-    describe_error as describe_error,
     iter_decoded as iter_decoded,
-    media_kind as media_kind,
     plan_media as plan_media,
     probe as probe,
-    target_size as target_size,
 )
 from vlmcap.video._errors import (
     CorruptMediaError as CorruptMediaError,
@@ -38,10 +32,8 @@ from vlmcap.video._errors import (
     UnsupportedMediaError as UnsupportedMediaError,
 )
 from vlmcap.video._job import (
-    InputScan as InputScan,
     JobStats as JobStats,
     MissingInputError as MissingInputError,
-    OnChange as OnChange,
     SettingsChangedError as SettingsChangedError,
     caption_paths as caption_paths,
     expand_inputs as expand_inputs,
@@ -50,12 +42,7 @@ from vlmcap.video._job import (
 from vlmcap.video._results import (
     FILE_ROW_INDEX as FILE_ROW_INDEX,
     ROW_DOCS as ROW_DOCS,
-    ResumeIndex as ResumeIndex,
     WindowCaption as WindowCaption,
-    describe_changes as describe_changes,
-    fingerprint_settings as fingerprint_settings,
-    model_identity as model_identity,
-    settings_fingerprint as settings_fingerprint,
 )
 from vlmcap.video._sink import (
     JsonlSink as JsonlSink,
@@ -72,14 +59,9 @@ from vlmcap.video._windows import (
     WindowPlan as WindowPlan,
     WindowSettings as WindowSettings,
     compute_windows as compute_windows,
-    image_plan as image_plan,
-    plan_window as plan_window,
     plan_windows as plan_windows,
-    sample_count as sample_count,
     sample_indices as sample_indices,
-    sampled_fps as sampled_fps,
     window_metadata as window_metadata,
-    window_seconds as window_seconds,
 )
 
 
@@ -87,16 +69,13 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_MAX_SIDE",
     "FILE_ROW_INDEX",
-    "IMAGE_EXTENSIONS",
     "MEDIA_EXTENSIONS",
     "ROW_DOCS",
-    "VIDEO_EXTENSIONS",
     "WINDOW_MAX_FRAMES",
     "WINDOW_MIN_FRAMES",
     "CorruptMediaError",
     "DecodedWindow",
     "EmptyMediaError",
-    "InputScan",
     "JobStats",
     "JsonlSink",
     "MediaError",
@@ -106,11 +85,9 @@ __all__ = [
     "MissingInputError",
     "NoFramesError",
     "NoVideoStreamError",
-    "OnChange",
     "ParquetSink",
     "ResolutionTooLargeError",
     "ResultSink",
-    "ResumeIndex",
     "SettingsChangedError",
     "SinkError",
     "TruncatedMediaError",
@@ -120,29 +97,16 @@ __all__ = [
     "WindowPlan",
     "WindowSettings",
     "caption_paths",
-    "check_media_file",
     "compute_windows",
     "decode_windows",
-    "describe_changes",
-    "describe_error",
     "expand_inputs",
-    "fingerprint_settings",
-    "image_plan",
     "iter_decoded",
-    "media_kind",
-    "model_identity",
     "open_sink",
     "plan_media",
-    "plan_window",
     "plan_windows",
     "probe",
     "read_rows",
-    "sample_count",
     "sample_indices",
-    "sampled_fps",
     "scan_inputs",
-    "settings_fingerprint",
-    "target_size",
     "window_metadata",
-    "window_seconds",
 ]

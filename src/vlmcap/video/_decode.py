@@ -14,7 +14,7 @@ time, not the whole video.
   pixels per frame, aspect ratio kept) and :func:`~vlmcap._resize.resize_frames`; ``None`` keeps
   the native size. Unlike cosmos-curate the budget is per frame, not shared by a clip's windows.
 - Images (``.jpg``, ``.jpeg``, ``.png``, ``.webp``) become one window of their frame repeated
-  twice (see :func:`vlmcap.video.image_plan`).
+  twice (see :func:`vlmcap.video._windows.image_plan`).
 - Frames whose size changes mid-stream are scaled to the first frame's size. Rotation metadata
   is not applied; frames come out as stored.
 """
