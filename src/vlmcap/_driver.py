@@ -66,6 +66,10 @@ class AddsInParallel(Engine, Protocol):
 
 
 def as_engine(llm: Any, lora_request: Any = None) -> Engine:
+    """``llm`` if it speaks :class:`Engine`, else a ``vllm.LLM`` wrapped in vLLM's adapter.
+
+    ``lora_request`` goes with every request the adapter adds (:class:`~vlmcap.SupportsLoRA`).
+    """
     if isinstance(llm, Engine):
         return llm
     return EngineAdapter(llm, lora_request=lora_request)
@@ -155,6 +159,7 @@ class Policy:
     lookahead: int = 0
     """Inputs asked of ``feed`` ahead, queued or in flight (0: ``state.max_inflight``, or 256)."""
     clock: Callable[[], float] = time.monotonic
+    """Seconds, for the stall timeout (tests pass a fake clock)."""
 
 
 def drive(
@@ -166,8 +171,9 @@ def drive(
 ) -> Iterator[tuple[int, CaptionResult]]:
     """Run the scheduler on ``engine``; yield ``(index, result)`` as each input's result is final.
 
-    The one driver: :func:`caption_results`, :func:`caption_stream`, :func:`vllm_caption`,
-    :class:`Captioner`, the file job and the Ray engine actor all run on it.
+    The one driver: :func:`~vlmcap.caption_results`, :func:`~vlmcap.caption_stream`,
+    :func:`~vlmcap.vllm_caption`, :class:`~vlmcap.Captioner`, the file job and the Ray engine
+    actor all run on it.
 
     Ends once every input has a result and ``feed`` (if any) is exhausted. Results are released
     from the state as they are yielded, so a long stream holds only unfinished inputs. ``feed``
