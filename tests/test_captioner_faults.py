@@ -1,5 +1,6 @@
 """The driver on the fake engine: ordering, fault isolation, stalls, limits (fast, no vLLM)."""
 
+import random
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -228,3 +229,21 @@ def test_a_plugin_lora_request_goes_with_every_request() -> None:
     assert isinstance(EngineAdapter(StubLLM()), vlmcap.Engine)
     assert isinstance(EngineAdapter(StubLLM()), vlmcap.AddsInParallel), "declared capability"
     assert not isinstance(FakeEngine(), vlmcap.AddsInParallel), "adds one by one"
+
+
+def test_a_caption_call_leaves_the_global_random_generator_alone() -> None:
+    """beartype's checks draw from vlmcap's own generator: a user's seeded ``random`` sequence
+    (and Hypothesis, which forbids strategies to touch it) never sees vlmcap's calls."""
+    from beartype import beartype
+
+    @beartype
+    def made_after_import(xs: list[int]) -> int:
+        return len(xs)
+
+    random.seed(1234)
+    expected = [random.random() for _ in range(3)]
+    random.seed(1234)
+    res = _run(FakeEngine(), 12)  # checked calls with sequence arguments, all through
+    assert made_after_import(list(range(100))) == 100
+    assert all(r.ok for r in res)
+    assert [random.random() for _ in range(3)] == expected

@@ -8,6 +8,7 @@ Plugins of both cosmos-curate forms (:class:`GuidePlugin`, :class:`CurrentPlugin
 together as :data:`PluginClass`.
 """
 
+from vlmcap import _beartype_rng as _beartype_rng  # first: beartype keeps off global `random`
 from vlmcap._boundary import ArgumentTypeError as ArgumentTypeError
 from vlmcap._captioner import (
     Captioner as Captioner,
